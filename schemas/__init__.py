@@ -1,0 +1,35 @@
+"""soundalert's public, versioned message contracts (pydantic v2) and MQTT topic layout."""
+
+from schemas.common import ID_PATTERN, utc_now
+from schemas.decode import MAX_PAYLOAD_BYTES, Reason, Rejected, decode
+from schemas.messages import (
+    Alert,
+    AlertNode,
+    CategoryState,
+    ClassificationEvent,
+    Feedback,
+    Label,
+    NodeStatus,
+    Source,
+)
+from schemas.topics import DEFAULT_ROOT, ParsedTopic, Topics
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "ID_PATTERN",
+    "MAX_PAYLOAD_BYTES",
+    "Alert",
+    "AlertNode",
+    "CategoryState",
+    "ClassificationEvent",
+    "Feedback",
+    "Label",
+    "NodeStatus",
+    "ParsedTopic",
+    "Reason",
+    "Rejected",
+    "Source",
+    "Topics",
+    "decode",
+    "utc_now",
+]

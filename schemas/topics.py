@@ -1,0 +1,100 @@
+"""The one place that names soundalert's MQTT topics.
+
+Layout under a root (default ``soundalert/v1``)::
+
+    <root>/<site>/<node>/events|features|status
+    <root>/<site>/alerts                      every alert state change
+    <root>/<site>/alerts/<category>/state     retained CategoryState
+    <root>/<site>/feedback                    Feedback from people
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.common import ID_PATTERN, RESERVED_NODE_IDS
+
+__all__ = ["DEFAULT_ROOT", "ParsedTopic", "TopicKind", "Topics"]
+
+DEFAULT_ROOT = "soundalert/v1"
+TopicKind = Literal["events", "features", "status", "alerts", "alert_state", "feedback"]
+_ID = re.compile(ID_PATTERN)
+_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    kind: TopicKind
+    site: str
+    node: str | None = None
+    category: str | None = None
+
+
+def _check(value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{what} id {value!r} does not match {ID_PATTERN}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    root: str = DEFAULT_ROOT
+
+    def events(self, site: str, node: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/events"
+
+    def features(self, site: str, node: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/features"
+
+    def status(self, site: str, node: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/status"
+
+    def alerts(self, site: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/alerts"
+
+    def alert_state(self, site: str, category: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/alerts/{_check(category, 'category')}/state"
+
+    def feedback(self, site: str) -> str:
+        return f"{self.root}/{_check(site, 'site')}/feedback"
+
+    # Subscription filters across every site and node.
+    @property
+    def all_events(self) -> str:
+        return f"{self.root}/+/+/events"
+
+    @property
+    def all_status(self) -> str:
+        return f"{self.root}/+/+/status"
+
+    @property
+    def all_feedback(self) -> str:
+        return f"{self.root}/+/feedback"
+
+    @property
+    def all_alerts(self) -> str:
+        return f"{self.root}/+/alerts"
+
+    def parse(self, topic: str) -> ParsedTopic | None:
+        """Classify a topic under this root; ``None`` for anything that is not ours."""
+        prefix = self.root + "/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if not parts or not _ID.fullmatch(parts[0]):
+            return None
+        site = parts[0]
+        match parts[1:]:
+            case ["alerts"]:
+                return ParsedTopic("alerts", site)
+            case ["feedback"]:
+                return ParsedTopic("feedback", site)
+            case ["alerts", category, "state"] if _ID.fullmatch(category):
+                return ParsedTopic("alert_state", site, category=category)
+            case [node, kind] if (
+                kind in _NODE_KINDS and _ID.fullmatch(node) and node not in RESERVED_NODE_IDS
+            ):
+                return ParsedTopic(kind, site, node=node)  # type: ignore[arg-type]
+        return None
