@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     INVALID_ID = "invalid_id"
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_TOPIC = "unknown_topic"
+    UNKNOWN_ALERT = "unknown_alert"
 
 
 class Rejected(Exception):  # noqa: N818 - it is a verdict, not an error in our code
@@ -94,9 +95,7 @@ def decode(model: type[M], payload: bytes, topic: ParsedTopic | None = None) -> 
     with it.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise Rejected(
-            Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}"
-        )
+        raise Rejected(Reason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
     try:
         message = model.model_validate_json(payload)
     except ValidationError as exc:

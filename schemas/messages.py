@@ -28,9 +28,7 @@ __all__ = [
 ]
 
 Score = Annotated[float, Field(ge=0.0, le=1.0, description="Model score in [0, 1].")]
-Dbfs = Annotated[
-    float, Field(ge=-200.0, le=6.0, description="Level in dB relative to full scale.")
-]
+Dbfs = Annotated[float, Field(ge=-200.0, le=6.0, description="Level in dB relative to full scale.")]
 Priority = Literal["critical", "high", "normal"]
 AlertState = Literal["raised", "updated", "resolved", "acknowledged", "false_alarm"]
 NodeState = Literal["online", "offline", "stopped"]

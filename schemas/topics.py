@@ -16,10 +16,13 @@ from typing import Literal
 
 from schemas.common import ID_PATTERN, RESERVED_NODE_IDS
 
-__all__ = ["DEFAULT_ROOT", "ParsedTopic", "TopicKind", "Topics"]
+__all__ = ["DEFAULT_ROOT", "SERVICES_LEVEL", "ParsedTopic", "TopicKind", "Topics"]
 
 DEFAULT_ROOT = "soundalert/v1"
-TopicKind = Literal["events", "features", "status", "alerts", "alert_state", "feedback"]
+TopicKind = Literal[
+    "events", "features", "status", "alerts", "alert_state", "feedback", "service_status"
+]
+SERVICES_LEVEL = "_services"
 _ID = re.compile(ID_PATTERN)
 _NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status"})
 
@@ -60,6 +63,10 @@ class Topics:
     def feedback(self, site: str) -> str:
         return f"{self.root}/{_check(site, 'site')}/feedback"
 
+    def service_status(self, service: str) -> str:
+        """Retained online/offline status of a soundalert service (aggregator, notifier)."""
+        return f"{self.root}/{SERVICES_LEVEL}/{_check(service, 'service')}/status"
+
     # Subscription filters across every site and node.
     @property
     def all_events(self) -> str:
@@ -86,6 +93,10 @@ class Topics:
         if not parts or not _ID.fullmatch(parts[0]):
             return None
         site = parts[0]
+        if site == SERVICES_LEVEL:
+            if len(parts) == 3 and parts[2] == "status" and _ID.fullmatch(parts[1]):
+                return ParsedTopic("service_status", site, node=parts[1])
+            return None
         match parts[1:]:
             case ["alerts"]:
                 return ParsedTopic("alerts", site)

@@ -1,0 +1,130 @@
+"""Pure event-time confirmation: k-of-n weighted windows, and an alert's canonical fields.
+
+Everything here is a function of the *set* of hits, never of their arrival order, which is
+what makes a replayed or reordered stream give the same alert as live audio.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from services.aggregator.policy import Confirm
+from services.aggregator.store import HitRow
+
+__all__ = ["Canonical", "EpisodeHits", "confirming_group", "sort_key"]
+
+_NO_LEVEL = -999.0
+
+
+def sort_key(hit: HitRow) -> tuple[float, str]:
+    return (hit.end, hit.event_id)
+
+
+def confirming_group(hits: Sequence[HitRow], rule: Confirm) -> tuple[int, int] | None:
+    """For one node's hits sorted by :func:`sort_key`: the earliest ``(first, last)`` index
+    pair whose weights within ``rule.within_s`` of event time reach ``rule.windows``."""
+    total = 0
+    lo = 0
+    for hi, hit in enumerate(hits):
+        total += hit.weight
+        while hits[lo].end < hit.end - rule.within_s:
+            total -= hits[lo].weight
+            lo += 1
+        if total >= rule.windows:
+            return lo, hi
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Canonical:
+    """The order-independent description of an alert episode."""
+
+    first_evidence_at: float
+    raised_at: float
+    confirmed_by: str
+    nodes: tuple[tuple[str, float, float | None], ...]  # (node, best score, its level)
+    evidence: tuple[str, ...]
+    last_end: float
+
+    @property
+    def location(self) -> str:
+        return self.nodes[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.nodes[0][1]
+
+
+def _rank(
+    best: dict[str, tuple[float, float | None]],
+) -> tuple[tuple[str, float, float | None], ...]:
+    return tuple(
+        sorted(
+            ((node, score, level) for node, (score, level) in best.items()),
+            key=lambda item: (-item[1], -(item[2] if item[2] is not None else _NO_LEVEL), item[0]),
+        )
+    )
+
+
+@dataclass
+class EpisodeHits:
+    """The hits of one alert episode, kept just large enough to stay exact.
+
+    ``head`` holds, sorted, every hit up to the confirming window; later hits only update
+    per-node maxima and the last end. Adding hits in any order yields the same
+    :class:`Canonical` as adding the same set sorted. The evidence is the confirming group:
+    the windows that, together, crossed the category's threshold.
+    """
+
+    rule: Confirm
+    max_evidence: int
+    head: list[HitRow] = field(default_factory=list)
+    best: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    last_end: float = float("-inf")
+    ids: set[str] = field(default_factory=set)
+    canon: Canonical | None = None
+
+    def add(self, hit: HitRow) -> bool:
+        """Add a hit; ``False`` if it was already part of the episode."""
+        if hit.event_id in self.ids:
+            return False
+        self.ids.add(hit.event_id)
+        current = self.best.get(hit.node)
+        if current is None or (hit.score, hit.level or _NO_LEVEL) > (
+            current[0],
+            current[1] or _NO_LEVEL,
+        ):
+            self.best[hit.node] = (hit.score, hit.level)
+        self.last_end = max(self.last_end, hit.end)
+        bisect.insort(self.head, hit, key=sort_key)
+        self.canon = self._summarise()
+        return True
+
+    def _summarise(self) -> Canonical | None:
+        by_node: dict[str, list[HitRow]] = {}
+        for hit in self.head:
+            by_node.setdefault(hit.node, []).append(hit)
+        found: tuple[float, str, list[HitRow]] | None = None  # (raised_at, node, group)
+        for node, node_hits in by_node.items():
+            span = confirming_group(node_hits, self.rule)
+            if span is None:
+                continue
+            lo, hi = span
+            if found is None or (node_hits[hi].end, node) < found[:2]:
+                found = (node_hits[hi].end, node, node_hits[lo : hi + 1])
+        if found is None:
+            return None
+        raised_at, node, group = found
+        # Hits after the confirming window can never be part of an earlier group again.
+        while self.head[-1].end > raised_at:
+            self.head.pop()
+        return Canonical(
+            first_evidence_at=min(h.start for h in group),
+            raised_at=raised_at,
+            confirmed_by=node,
+            nodes=_rank(self.best),
+            evidence=tuple(h.event_id for h in group[-self.max_evidence :]),
+            last_end=self.last_end,
+        )

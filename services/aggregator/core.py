@@ -1,0 +1,534 @@
+"""The aggregator core: pure, synchronous fusion of classification events into alerts.
+
+No MQTT and no clock reads here: the shell passes the wall-clock time in, so every rule can
+be tested, property-tested and replayed without I/O. State lives in :class:`Store` (SQLite);
+the shell commits before it publishes what the core returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from schemas.decode import Reason, Rejected
+from schemas.messages import (
+    Alert,
+    AlertNode,
+    CategoryState,
+    ClassificationEvent,
+    Feedback,
+    NodeStatus,
+)
+from services.aggregator.confirm import EpisodeHits, confirming_group, sort_key
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
+from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
+
+__all__ = ["NODE_OFFLINE", "NODE_ONLINE", "Aggregator"]
+
+log = logging.getLogger(__name__)
+
+NODE_OFFLINE = "node_offline"
+NODE_ONLINE = "node_online"
+_RECENT_IDS = 200_000
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass
+class Episode:
+    """An active alert for one (site, category)."""
+
+    alert_id: str
+    site: str
+    category: str
+    hits: EpisodeHits
+    last_evidence_wall: float
+    last_notice_wall: float
+    state: str = "raised"
+    repeat: int = 0
+    acked_by: str | None = None
+    ended_at: float | None = None
+    delay_s: float | None = None
+    published: tuple[object, ...] = field(default_factory=tuple)
+
+    def internal(self) -> dict[str, object]:
+        return {
+            "last_evidence_wall": self.last_evidence_wall,
+            "last_notice_wall": self.last_notice_wall,
+            "repeat": self.repeat,
+            "acked_by": self.acked_by,
+            "ended_at": self.ended_at,
+            "delay_s": self.delay_s,
+        }
+
+
+class Aggregator:
+    """Fuses events from every node of every site into alerts. Single-threaded."""
+
+    def __init__(self, policy: Policy, store: Store, metrics: AggregatorMetrics) -> None:
+        self.policy = policy
+        self.store = store
+        self.metrics = metrics
+        self._index: dict[tuple[str, str], list[tuple[str, LabelRule]]] = policy.label_index()
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._nodes: dict[tuple[str, str], NodeRow] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._pending: dict[tuple[str, str], dict[str, list[HitRow]]] = {}
+        self._active: dict[tuple[str, str], Episode] = {}
+        self._cooldown: dict[tuple[str, str], float] = {}
+        self._load()
+
+    # -- start-up ----------------------------------------------------------------------------
+    def _load(self) -> None:
+        for node in self.store.nodes():
+            self._nodes[(node.site, node.node)] = node
+            self.metrics.node_up.labels(node.site, node.node).set(
+                1 if node.state == "online" else 0
+            )
+        self._cooldown = self.store.cooldowns()
+        for hit, _ in self.store.hits(alert_id=None):
+            pending = self._pending.setdefault((hit.site, hit.category), {})
+            pending.setdefault(hit.node, []).append(hit)
+            self._remember(hit.event_id)
+        for row in self.store.alerts(active=True):
+            if row.category == NODE_OFFLINE:
+                continue
+            cat = self.policy.categories.get(row.category)
+            if cat is None:
+                log.warning("active alert %s has category %r, no longer in the policy; closing",
+                            row.alert_id, row.category)  # fmt: skip
+                row.active = False
+                self.store.save_alert(row)
+                continue
+            hits = EpisodeHits(cat.confirm, self.policy.max_evidence)
+            for hit, _ in self.store.hits(alert_id=row.alert_id):
+                hits.add(hit)
+                self._remember(hit.event_id)
+            state = row.internal
+            self._active[(row.site, row.category)] = Episode(
+                alert_id=row.alert_id,
+                site=row.site,
+                category=row.category,
+                hits=hits,
+                last_evidence_wall=float(state["last_evidence_wall"]),
+                last_notice_wall=float(state["last_notice_wall"]),
+                state=row.state,
+                repeat=int(state["repeat"]),
+                acked_by=state.get("acked_by"),
+                ended_at=state.get("ended_at"),
+                delay_s=state.get("delay_s"),
+                published=self._signature_of(hits),
+            )
+            self.metrics.active_alerts.labels(row.category).inc()
+        self.store.commit()
+
+    # -- events ------------------------------------------------------------------------------
+    def handle_event(self, event: ClassificationEvent, now: float) -> list[Alert]:
+        event_id = event.event_id
+        if event_id in self._recent:
+            self.metrics.duplicates.inc()
+            return []
+        matches = self._match(event)
+        if matches and self.store.is_known_event(event_id):
+            self.metrics.duplicates.inc()
+            self._remember(event_id)
+            return []
+        self._remember(event_id)
+        self.metrics.events_received.labels(event.site, event.node).inc()
+        out: list[Alert] = []
+        node = self._node(event.site, event.node, now)
+        node.last_heard = now
+        if node.state != "online":
+            out += self._node_back(node, now)
+        node.last_seq = max(node.last_seq, event.seq)
+        start = event.window_start.timestamp()
+        end = event.window_end.timestamp()
+        behind = node.watermark - end
+        self._dirty.add((node.site, node.node))
+        if behind > self.policy.reorder_bound_s:
+            self.metrics.late.inc()
+            self.store.add_late(
+                event_id,
+                site=event.site,
+                node=event.node,
+                end=end,
+                behind=behind,
+                received=now,
+                payload=event.model_dump_json(),
+            )
+            log.info("late event %s from %s/%s: %.1f s behind its node's watermark",
+                     event_id, event.site, event.node, behind)  # fmt: skip
+            return out
+        node.watermark = max(node.watermark, end)
+        for category, (score, weight) in matches.items():
+            hit = HitRow(event_id, category, event.site, event.node, start, end, score, weight,
+                         event.level_dbfs)  # fmt: skip
+            out += self._on_hit(hit, node, now)
+        out += self._end_by_event_time(event.site, node.watermark, now)
+        return out
+
+    def _match(self, event: ClassificationEvent) -> dict[str, tuple[float, int]]:
+        found: dict[str, tuple[float, int]] = {}
+        kind = event.source.kind
+        for label in event.labels:
+            rules = self._index.get((kind, label.label))
+            if rules is None:
+                continue
+            for category, rule in rules:
+                if label.score >= rule.threshold:
+                    score, weight = found.get(category, (0.0, 0))
+                    found[category] = (max(score, label.score), max(weight, rule.weight))
+        return found
+
+    def _remember(self, event_id: str) -> None:
+        self._recent[event_id] = None
+        if len(self._recent) > _RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    def _on_hit(self, hit: HitRow, node: NodeRow, now: float) -> list[Alert]:
+        key = (hit.site, hit.category)
+        cat = self.policy.categories[hit.category]
+        episode = self._active.get(key)
+        if episode is not None:
+            return self._attach(episode, hit, now)
+        until = self._cooldown.get(key)
+        if until is not None and hit.end <= until:
+            self.metrics.suppressed.labels(hit.category).inc()
+            return []
+        node_hits = self._pending.setdefault(key, {}).setdefault(hit.node, [])
+        horizon = node.watermark - cat.confirm.within_s - self.policy.reorder_bound_s
+        if node_hits and node_hits[0].end < horizon:
+            node_hits[:] = [h for h in node_hits if h.end >= horizon]
+            self.store.prune_pending(hit.site, hit.category, hit.node, horizon)
+        insert_at = len(node_hits)
+        while insert_at and sort_key(node_hits[insert_at - 1]) > sort_key(hit):
+            insert_at -= 1
+        node_hits.insert(insert_at, hit)
+        self.store.add_hit(hit, now, None)
+        if confirming_group(node_hits, cat.confirm) is None:
+            return []
+        return self._raise(key, cat, now)
+
+    def _raise(self, key: tuple[str, str], cat: CategoryPolicy, now: float) -> list[Alert]:
+        site, category = key
+        hits = EpisodeHits(cat.confirm, self.policy.max_evidence)
+        all_hits = [h for node_hits in self._pending.pop(key, {}).values() for h in node_hits]
+        for hit in all_hits:
+            hits.add(hit)
+        canon = hits.canon
+        if canon is None:  # cannot happen: the caller found a confirming group
+            raise AssertionError("raise without a confirming group")
+        number = self.store.next_counter("alerts")
+        alert_id = f"{category[:40]}-{number:06d}-{self.store.salt}"
+        self.store.attach_hits(alert_id, all_hits)
+        delay = now - canon.raised_at
+        episode = Episode(
+            alert_id=alert_id,
+            site=site,
+            category=category,
+            hits=hits,
+            last_evidence_wall=now,
+            last_notice_wall=now,
+            delay_s=round(delay, 1) if delay > self.policy.delayed_after_s else None,
+        )
+        self._active[key] = episode
+        self.metrics.alerts.labels(category, cat.priority).inc()
+        self.metrics.active_alerts.labels(category).inc()
+        self.metrics.detection_latency.labels(category).observe(
+            max(0.0, canon.raised_at - canon.first_evidence_at)
+        )
+        return [self._emit(episode, "raised", now)]
+
+    def _attach(self, episode: Episode, hit: HitRow, now: float) -> list[Alert]:
+        if not episode.hits.add(hit):
+            self.metrics.duplicates.inc()
+            return []
+        self.store.add_hit(hit, now, episode.alert_id)
+        episode.last_evidence_wall = now
+        resumed = episode.ended_at is not None and hit.end > episode.ended_at
+        if resumed:
+            episode.ended_at = None
+        if resumed or self._signature_of(episode.hits) != episode.published:
+            return [self._emit(episode, "updated", now)]
+        self._save(episode)
+        return []
+
+    @staticmethod
+    def _signature_of(hits: EpisodeHits) -> tuple[object, ...]:
+        canon = hits.canon
+        if canon is None:
+            return ()
+        return (canon.location, tuple(sorted(n for n, _, _ in canon.nodes)),
+                canon.first_evidence_at, canon.raised_at)  # fmt: skip
+
+    def _end_by_event_time(self, site: str, watermark: float, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for (ep_site, category), episode in list(self._active.items()):
+            if ep_site != site or episode.ended_at is not None or episode.hits.canon is None:
+                continue
+            cat = self.policy.categories[category]
+            if watermark >= episode.hits.canon.last_end + cat.hold_s:
+                out += self._end(episode, cat, now)
+        return out
+
+    def _end(self, episode: Episode, cat: CategoryPolicy, now: float) -> list[Alert]:
+        """The sound stopped. Critical alerts stay until someone acknowledges them."""
+        assert episode.hits.canon is not None
+        episode.ended_at = episode.hits.canon.last_end
+        if cat.priority == "critical" and episode.acked_by is None:
+            return [self._emit(episode, "updated", now)]
+        return [self._close(episode, "resolved", now)]
+
+    def _close(self, episode: Episode, state: str, now: float) -> Alert:
+        key = (episode.site, episode.category)
+        cat = self.policy.categories[episode.category]
+        self._active.pop(key, None)
+        self.metrics.active_alerts.labels(episode.category).dec()
+        assert episode.hits.canon is not None
+        until = episode.hits.canon.last_end + cat.cooldown_s
+        self._cooldown[key] = until
+        self.store.set_cooldown(episode.site, episode.category, until)
+        return self._emit(episode, state, now, active=False)
+
+    def _emit(self, episode: Episode, state: str, now: float, *, active: bool = True) -> Alert:
+        cat = self.policy.categories[episode.category]
+        canon = episode.hits.canon
+        assert canon is not None
+        alert = Alert.model_validate(
+            {
+                "alert_id": episode.alert_id,
+                "site": episode.site,
+                "category": episode.category,
+                "priority": cat.priority,
+                "state": state,
+                "location": canon.location,
+                "nodes": [{"node": n, "score": s, "level_dbfs": lvl} for n, s, lvl in canon.nodes],
+                "first_evidence_at": _dt(canon.first_evidence_at),
+                "raised_at": _dt(canon.raised_at),
+                "published_at": _dt(now),
+                "confidence": canon.confidence,
+                "evidence": list(canon.evidence),
+                "title": cat.title,
+                "delay_s": episode.delay_s,
+                "repeat": episode.repeat,
+                "ended_at": _dt(episode.ended_at) if episode.ended_at is not None else None,
+                "by": episode.acked_by,
+            }
+        )
+        episode.state = state
+        episode.published = self._signature_of(episode.hits)
+        self._save(episode, alert, active=active)
+        return self._record(alert)
+
+    def _save(self, episode: Episode, alert: Alert | None = None, *, active: bool = True) -> None:
+        payload = alert.model_dump_json() if alert is not None else None
+        if payload is None:
+            row = self.store.alert(episode.alert_id)
+            payload = row.payload if row is not None else "{}"
+        self.store.save_alert(AlertRow(episode.alert_id, episode.site, episode.category, active,
+                                       episode.state, payload, episode.internal()))  # fmt: skip
+
+    def _record(self, alert: Alert) -> Alert:
+        self.store.record_history(alert.alert_id, alert.state, alert.published_at.isoformat(),
+                                  alert.model_dump_json())  # fmt: skip
+        self.metrics.state_changes.labels(alert.category, alert.state).inc()
+        return alert
+
+    # -- nodes and supervision ---------------------------------------------------------------
+    def _node(self, site: str, name: str, now: float) -> NodeRow:
+        node = self._nodes.get((site, name))
+        if node is None:
+            node = NodeRow(site, name, "online", self.policy.default_heartbeat_s, now, -1, 0.0)
+            self._nodes[(site, name)] = node
+            self._dirty.add((site, name))
+            self.metrics.node_up.labels(site, name).set(1)
+            log.info("new node %s/%s", site, name)
+        return node
+
+    def handle_status(self, status: NodeStatus, now: float, *, retained: bool = False
+                      ) -> list[Alert]:  # fmt: skip
+        node = self._node(status.site, status.node, now)
+        self._dirty.add((node.site, node.node))
+        node.heartbeat_s = status.heartbeat_s
+        node.software = status.software
+        node.stats = json.dumps(status.stats)
+        if status.state == "online":
+            age = now - status.at.timestamp()
+            if retained and age > self.policy.heartbeat_misses * status.heartbeat_s:
+                # An old retained "online" proves nothing about the node now; supervision
+                # decides from what arrives next.
+                return []
+            node.last_heard = now
+            return self._node_back(node, now) if node.state != "online" else []
+        reason = "last will: connection lost" if status.state == "offline" else "stopped cleanly"
+        node.state = status.state
+        return self._node_down(node, now, reason)
+
+    def _node_down(self, node: NodeRow, now: float, reason: str) -> list[Alert]:
+        if node.state == "online":
+            node.state = "offline"
+        self._dirty.add((node.site, node.node))
+        self.metrics.node_up.labels(node.site, node.node).set(0)
+        if node.offline_alert_id is not None:
+            return []
+        number = self.store.next_counter("alerts")
+        alert = Alert(
+            alert_id=f"{NODE_OFFLINE}-{number:06d}-{self.store.salt}",
+            site=node.site,
+            category=NODE_OFFLINE,
+            priority="high",
+            state="raised",
+            location=node.node,
+            nodes=[AlertNode(node=node.node, score=1.0)],
+            first_evidence_at=_dt(node.last_heard),
+            raised_at=_dt(now),
+            published_at=_dt(now),
+            confidence=1.0,
+            title=f"Sensor {node.node} stopped listening",
+            reason=reason,
+        )
+        node.offline_alert_id = alert.alert_id
+        self.metrics.alerts.labels(NODE_OFFLINE, "high").inc()
+        self.metrics.active_alerts.labels(NODE_OFFLINE).inc()
+        self.store.save_alert(AlertRow(alert.alert_id, node.site, NODE_OFFLINE, True, "raised",
+                                       alert.model_dump_json(), {}))  # fmt: skip
+        log.warning("node %s/%s offline: %s", node.site, node.node, reason)
+        return [self._record(alert)]
+
+    def _node_back(self, node: NodeRow, now: float) -> list[Alert]:
+        node.state = "online"
+        self._dirty.add((node.site, node.node))
+        self.metrics.node_up.labels(node.site, node.node).set(1)
+        if node.offline_alert_id is None:
+            return []
+        out: list[Alert] = []
+        row = self.store.alert(node.offline_alert_id)
+        node.offline_alert_id = None
+        if row is not None and row.active:
+            resolved = Alert.model_validate_json(row.payload).model_copy(
+                update={"state": "resolved", "published_at": _dt(now), "ended_at": _dt(now)}
+            )
+            row.active, row.state, row.payload = False, "resolved", resolved.model_dump_json()
+            self.store.save_alert(row)
+            self.metrics.active_alerts.labels(NODE_OFFLINE).dec()
+            out.append(self._record(resolved))
+        number = self.store.next_counter("alerts")
+        back = Alert(
+            alert_id=f"{NODE_ONLINE}-{number:06d}-{self.store.salt}",
+            site=node.site,
+            category=NODE_ONLINE,
+            priority="normal",
+            state="raised",
+            location=node.node,
+            nodes=[AlertNode(node=node.node, score=1.0)],
+            first_evidence_at=_dt(now),
+            raised_at=_dt(now),
+            published_at=_dt(now),
+            confidence=1.0,
+            title=f"Sensor {node.node} is listening again",
+        )
+        self.store.save_alert(AlertRow(back.alert_id, node.site, NODE_ONLINE, False, "raised",
+                                       back.model_dump_json(), {}))  # fmt: skip
+        self.metrics.alerts.labels(NODE_ONLINE, "normal").inc()
+        log.info("node %s/%s back online", node.site, node.node)
+        out.append(self._record(back))
+        return out
+
+    # -- feedback ----------------------------------------------------------------------------
+    def handle_feedback(self, feedback: Feedback, site: str, now: float) -> list[Alert]:
+        row = self.store.alert(feedback.alert_id)
+        if row is None:
+            raise Rejected(Reason.UNKNOWN_ALERT, f"no alert {feedback.alert_id!r}")
+        if row.site != site:
+            raise Rejected(Reason.TOPIC_MISMATCH, f"alert {row.alert_id} is of site {row.site!r}")
+        if not self.store.add_feedback(feedback.alert_id, feedback.verdict, feedback.by,
+                                       feedback.at.isoformat(), now):  # fmt: skip
+            return []
+        self.metrics.feedback.labels(row.category, feedback.verdict).inc()
+        episode = self._active.get((row.site, row.category))
+        if episode is not None and episode.alert_id == row.alert_id:
+            if feedback.verdict == "false_alarm":
+                episode.acked_by = feedback.by
+                return [self._close(episode, "false_alarm", now)]
+            if episode.acked_by is not None:
+                return []
+            episode.acked_by = feedback.by
+            out = [self._emit(episode, "acknowledged", now)]
+            if episode.ended_at is not None:
+                out.append(self._close(episode, "resolved", now))
+            return out
+        if row.category == NODE_OFFLINE and row.active and row.state != "acknowledged":
+            return [self._restate(row, "acknowledged", now, by=feedback.by)]
+        if feedback.verdict == "false_alarm" and row.state != "false_alarm":
+            return [self._restate(row, "false_alarm", now, by=feedback.by)]
+        return []
+
+    def _restate(self, row: AlertRow, state: str, now: float, *, by: str) -> Alert:
+        alert = Alert.model_validate_json(row.payload).model_copy(
+            update={"state": state, "published_at": _dt(now), "by": by}
+        )
+        row.state, row.payload = state, alert.model_dump_json()
+        self.store.save_alert(row)
+        return self._record(alert)
+
+    # -- time --------------------------------------------------------------------------------
+    def tick(self, now: float) -> list[Alert]:
+        """Wall-clock duties: supervision, reminders, and ending alerts whose nodes went quiet."""
+        out: list[Alert] = []
+        for node in list(self._nodes.values()):
+            silent = now - node.last_heard
+            limit = self.policy.heartbeat_misses * node.heartbeat_s
+            if node.state == "online" and silent > limit:
+                out += self._node_down(
+                    node, now, f"no heartbeat for {silent:.0f} s (expected every "
+                    f"{node.heartbeat_s:g} s)",
+                )  # fmt: skip
+        for episode in list(self._active.values()):
+            cat = self.policy.categories[episode.category]
+            quiet = now - episode.last_evidence_wall
+            if episode.ended_at is None and quiet >= cat.hold_s + self.policy.reorder_bound_s:
+                out += self._end(episode, cat, now)
+                continue
+            interval = cat.escalation_interval_s
+            if (
+                interval is not None
+                and episode.acked_by is None
+                and now - episode.last_notice_wall >= interval
+            ):
+                episode.repeat += 1
+                episode.last_notice_wall = now
+                out.append(self._emit(episode, "updated", now))
+        return out
+
+    # -- state for the shell -----------------------------------------------------------------
+    def flush(self) -> None:
+        """Write node state changed since the last flush (the shell commits after this)."""
+        if self._dirty:
+            self.store.save_nodes([self._nodes[key] for key in self._dirty])
+            self._dirty.clear()
+
+    def category_state(self, site: str, category: str, latest: Alert, now: float
+                       ) -> CategoryState:  # fmt: skip
+        if category == NODE_OFFLINE:
+            active = sorted(
+                n.offline_alert_id
+                for n in self._nodes.values()
+                if n.site == site and n.offline_alert_id is not None
+            )
+        else:
+            episode = self._active.get((site, category))
+            active = [episode.alert_id] if episode is not None else []
+        return CategoryState(site=site, category=category, active=bool(active),
+                             active_alerts=active, latest=latest, at=_dt(now))  # fmt: skip
+
+    def nodes(self) -> list[NodeRow]:
+        return list(self._nodes.values())
+
+    def active_episodes(self) -> list[Episode]:
+        return list(self._active.values())

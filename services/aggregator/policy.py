@@ -1,0 +1,126 @@
+"""Per-category alert policy: which (kind, label) pairs count, how much, and what follows.
+
+The policy is the single source of truth that maps node labels to categories, so changing it
+never means re-flashing or redeploying nodes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.common import ID_PATTERN
+from schemas.messages import Priority
+
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "CategoryPolicy",
+    "Confirm",
+    "LabelRule",
+    "Policy",
+    "load_policy",
+]
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
+CategoryId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelRule(_Config):
+    threshold: float = Field(ge=0.0, le=1.0, description="Minimum score for a window to count.")
+    weight: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="How many windows one hit counts as. A temporal-pattern detector that has "
+        "already integrated seconds of audio can confirm on its own (weight >= windows).",
+    )
+
+
+class Confirm(_Config):
+    windows: int = Field(
+        default=1, ge=1, le=100, description="Weighted hits needed (k of n windows)."
+    )
+    within_s: float = Field(
+        default=1.0, gt=0, le=600, description="...within this many seconds of event time."
+    )
+
+
+class CategoryPolicy(_Config):
+    title: str = Field(description="What a person reads: 'Smoke alarm'.")
+    enabled: bool = Field(default=True, description="Disabled categories never alert.")
+    priority: Priority = Field(description="critical alerts repeat until acknowledged.")
+    labels: dict[str, dict[str, LabelRule]] = Field(
+        description="Source kind -> model label -> rule. Labels are the model's own names."
+    )
+    confirm: Confirm = Field(default_factory=Confirm, description="Confirmation rule.")
+    hold_s: float = Field(
+        default=6.0, gt=0, le=3600, description="Event-time silence after which the sound ended."
+    )
+    cooldown_s: float = Field(
+        default=30.0, ge=0, le=86400, description="After an alert ends, no new one for this long."
+    )
+    escalation_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Repeat an unacknowledged alert this often (wall clock); critical only.",
+    )
+    color: str = Field(default="#1f4e9c", description="Display and light colour.")
+    icon: str = Field(default="bell", description="Display icon name.")
+
+    @model_validator(mode="after")
+    def _critical_repeats(self) -> CategoryPolicy:
+        if self.priority == "critical" and self.escalation_interval_s is None:
+            raise ValueError("a critical category needs escalation_interval_s")
+        return self
+
+
+class Policy(_Config):
+    reorder_bound_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Events this far behind their node's event-time watermark are late: "
+        "stored and counted, but they raise nothing.",
+    )
+    delayed_after_s: float = Field(
+        default=30.0, ge=0, description="Alerts published this long after the sound say so."
+    )
+    heartbeat_misses: int = Field(
+        default=3, ge=1, le=100, description="Missed heartbeats before a node is offline."
+    )
+    default_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat assumed for nodes that never sent a status."
+    )
+    max_evidence: int = Field(default=50, ge=1, le=500, description="Event ids kept per alert.")
+    categories: dict[CategoryId, CategoryPolicy]
+
+    def label_index(self) -> dict[tuple[str, str], list[tuple[str, LabelRule]]]:
+        """(kind, label) -> [(category, rule)], for enabled categories."""
+        index: dict[tuple[str, str], list[tuple[str, LabelRule]]] = {}
+        for category, cat in self.categories.items():
+            if not cat.enabled:
+                continue
+            for kind, rules in cat.labels.items():
+                for label, rule in rules.items():
+                    index.setdefault((kind, label), []).append((category, rule))
+        return index
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Load a policy file (YAML or JSON); raises ``ValueError`` with the file and the field."""
+    path = path or DEFAULT_POLICY_PATH
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read policy file {path}: {exc}") from exc
+    try:
+        return Policy.model_validate(raw)
+    except ValueError as exc:
+        raise ValueError(f"invalid policy file {path}:\n{exc}") from exc

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test package: a real Mosquitto per test, a unique topic root."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mosquitto import Mosquitto
+
+SERVICE_USER = "service"
+NODE_USERS = ("kitchen", "hall", "bedroom")
+
+# Services read and write everything; a node may only write under its own node id, in any site.
+DEFAULT_ACL = "\n".join(
+    [
+        f"user {SERVICE_USER}",
+        "topic readwrite #",
+        "",
+        "pattern write soundalert/v1/+/%u/#",
+        "pattern write test/+/+/%u/#",
+        "",
+    ]
+)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    users = {SERVICE_USER: "service-secret", **{node: f"{node}-secret" for node in NODE_USERS}}
+    broker = Mosquitto(tmp_path / "mosquitto", users=users, acl=DEFAULT_ACL)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def topic_root() -> str:
+    """A unique topic root per test, so tests never see each other's retained messages."""
+    return f"test/{uuid.uuid4().hex[:10]}/v1"
