@@ -175,5 +175,10 @@ def up(
     asyncio.run(run())
 
 
+# Commands that live with their component register here, one line each.
+# --- command registrations (keep one line per component) ---
+# --- end of command registrations ---
+
+
 def main() -> None:
     app()
