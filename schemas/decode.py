@@ -53,25 +53,32 @@ class Rejected(Exception):  # noqa: N818 - it is a verdict, not an error in our 
         self.detail = detail
 
 
+_ID_FIELDS = frozenset({"site", "node", "event_id", "alert_id", "category"})
+_ID_ERRORS = frozenset(
+    {"string_pattern_mismatch", "string_too_long", "string_too_short", "value_error"}
+)
+
+
 def _classify(model: type[BaseModel], payload: bytes, exc: ValidationError) -> Rejected:
+    """Pick the most specific reason among a payload's validation errors."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     if first["type"] in {"json_invalid", "json_type"}:
         return Rejected(Reason.MALFORMED_JSON, first["msg"])
+    family = _SCHEMA_FAMILY.get(model, "")
     for err in errors:
-        loc = err["loc"]
-        if loc and loc[0] == "schema":
-            family = _SCHEMA_FAMILY.get(model, "")
+        if err["loc"][:1] == ("schema",):
             got = _schema_value(payload)
             if isinstance(got, str) and family and got.startswith(family):
                 return Rejected(Reason.UNKNOWN_SCHEMA_VERSION, f"schema {got!r} not supported")
-        if loc and loc[-1] == "score" and err["type"] in _SCORE_ERRORS:
+    for err in errors:
+        loc = err["loc"]
+        is_score = bool(loc) and loc[-1] == "score" and err["type"] in _SCORE_ERRORS
+        if is_score or err["type"] == "finite_number":
             return Rejected(Reason.SCORE_OUT_OF_RANGE, f"{_where(loc)}: {err['msg']}")
-        if err["type"] == "finite_number":
-            return Rejected(Reason.SCORE_OUT_OF_RANGE, f"{_where(loc)}: {err['msg']}")
-        if err["type"] == "string_pattern_mismatch" or (
-            loc and loc[-1] in {"site", "node", "event_id", "alert_id", "category"}
-        ):
+    for err in errors:
+        loc = err["loc"]
+        if loc and loc[-1] in _ID_FIELDS and err["type"] in _ID_ERRORS:
             return Rejected(Reason.INVALID_ID, f"{_where(loc)}: {err['msg']}")
     return Rejected(Reason.SCHEMA_VIOLATION, f"{_where(first['loc'])}: {first['msg']}")
 

@@ -20,7 +20,7 @@ DEFAULT_ACL = "\n".join(
         "topic readwrite #",
         "",
         "pattern write soundalert/v1/+/%u/#",
-        "pattern write test/+/+/%u/#",
+        "pattern write test/+/v1/+/%u/#",
         "",
     ]
 )

@@ -265,7 +265,7 @@ class Aggregator:
         if canon is None:
             return ()
         return (canon.location, tuple(sorted(n for n, _, _ in canon.nodes)),
-                canon.first_evidence_at, canon.raised_at)  # fmt: skip
+                canon.first_evidence_at, canon.raised_at, canon.evidence)  # fmt: skip
 
     def _end_by_event_time(self, site: str, watermark: float, now: float) -> list[Alert]:
         out: list[Alert] = []
@@ -282,6 +282,7 @@ class Aggregator:
         assert episode.hits.canon is not None
         episode.ended_at = episode.hits.canon.last_end
         if cat.priority == "critical" and episode.acked_by is None:
+            episode.last_notice_wall = now  # this message is the next notice
             return [self._emit(episode, "updated", now)]
         return [self._close(episode, "resolved", now)]
 

@@ -42,6 +42,19 @@ _MAX_BATCH = 256
 _TRUNCATE = 200
 
 
+async def _cancel_until_done(tasks: list[asyncio.Task[None]], grace_s: float = 3.0) -> None:
+    """Cancel, and cancel again if a task is still running after ``grace_s``.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside aiomqtt) can swallow a cancellation that
+    races with the awaited result; a single ``cancel()`` could then leave the service running
+    after SIGTERM.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=grace_s)
+
+
 @dataclass(slots=True)
 class _Received:
     message: aiomqtt.Message
@@ -96,8 +109,7 @@ class AggregatorService:
                 mqtt_task = group.create_task(self._mqtt())
                 ticker = group.create_task(self._ticker())
                 await self._stop.wait()
-                mqtt_task.cancel()
-                ticker.cancel()
+                await _cancel_until_done([mqtt_task, ticker])
         finally:
             if server is not None:
                 server.shutdown()
@@ -140,6 +152,7 @@ class AggregatorService:
             await client.publish(status_topic, self._status("online"), qos=1, retain=True)
             self._client = client
             self.metrics.mqtt_connected.set(1)
+            log.info("subscribed under %s/; aggregator ready", self.topics.root)
             await self._flush(client, [])  # anything committed while we were away
             batch: list[_Received] = []
             async for message in client.messages:

@@ -7,6 +7,7 @@ persistence, to exercise reconnects and queued QoS 1 delivery.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -56,6 +57,9 @@ class Mosquitto:
         conf.write_text(
             "\n".join(
                 [
+                    # Started as root, mosquitto would drop to user "mosquitto", who cannot
+                    # read the test's private directory: keep the invoking user.
+                    f"user {getpass.getuser()}",
                     "per_listener_settings false",
                     f"listener {self.port} 127.0.0.1",
                     "allow_anonymous false",

@@ -1,0 +1,92 @@
+"""Fixtures for aggregator integration tests: a running service and an alert listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from schemas.messages import Alert
+from schemas.topics import Topics
+from services.aggregator.service import AggregatorService
+from services.aggregator.settings import AggregatorSettings
+from soundalert.mqtt import BrokerUrl, make_client
+from tests.support.mosquitto import Mosquitto, free_port
+
+
+@pytest.fixture
+def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+    return AggregatorSettings(
+        broker=mosquitto.url("service"),
+        topic_root=topic_root,
+        state_dir=tmp_path / "state",
+        tick_s=0.2,
+        client_id=f"agg-{uuid.uuid4().hex[:8]}",
+        metrics_port=free_port(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(service: AggregatorService) -> AsyncIterator[AggregatorService]:
+    task = asyncio.create_task(service.run())
+    try:
+        await _wait_connected(service, task)
+        yield service
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def _wait_connected(service: AggregatorService, task: asyncio.Task[None]) -> None:
+    for _ in range(200):
+        if task.done():
+            task.result()
+        if service.metrics.registry.get_sample_value("soundalert_mqtt_connected") == 1:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("aggregator did not connect within 10 s")
+
+
+@dataclass
+class AlertListener:
+    """Collects every Alert published under a topic root."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, predicate: Callable[[Alert], bool], within_s: float = 5.0) -> Alert:
+        async with asyncio.timeout(within_s):
+            while True:
+                for alert in self.alerts:
+                    if predicate(alert):
+                        return alert
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def listening(broker_url: str, topics: Topics) -> AsyncIterator[AlertListener]:
+    listener = AlertListener()
+    client = make_client(BrokerUrl.parse(broker_url), f"listener-{uuid.uuid4().hex[:8]}")
+    async with client:
+        await client.subscribe(topics.all_alerts, qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                listener.alerts.append(Alert.model_validate_json(message.payload))
+                listener.changed.set()
+
+        task = asyncio.create_task(pump())
+        try:
+            yield listener
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task

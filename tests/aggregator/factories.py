@@ -1,0 +1,60 @@
+"""Small builders for aggregator tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from schemas.messages import ClassificationEvent, NodeStatus
+from services.aggregator.core import Aggregator
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.policy import load_policy
+from services.aggregator.store import Store
+
+__all__ = ["SMOKE", "T0", "event", "make_aggregator", "status"]
+
+T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+SMOKE = "Smoke detector, smoke alarm"
+HOP = 0.48
+WINDOW = 0.975
+
+
+def event(
+    i: int,
+    *,
+    node: str = "kitchen",
+    site: str = "home",
+    label: str = SMOKE,
+    score: float = 0.7,
+    kind: str = "yamnet",
+    level: float = -20.0,
+    offset: float = 0.0,
+) -> ClassificationEvent:
+    start = T0 + timedelta(seconds=offset + HOP * i)
+    return ClassificationEvent.model_validate(
+        {
+            "event_id": f"{site}-{node}-{kind}-{i:06d}-{int(offset * 1000)}",
+            "site": site,
+            "node": node,
+            "seq": i,
+            "window_start": start,
+            "window_end": start + timedelta(seconds=WINDOW),
+            "source": {"kind": kind, "model": kind, "version": "1"},
+            "labels": [{"label": label, "score": score}],
+            "level_dbfs": level,
+        }
+    )
+
+
+def status(
+    state: str = "online", *, node: str = "kitchen", site: str = "home", at: float,
+    heartbeat_s: float = 15.0,
+) -> NodeStatus:  # fmt: skip
+    return NodeStatus.model_validate(
+        {"site": site, "node": node, "state": state, "heartbeat_s": heartbeat_s,
+         "at": datetime.fromtimestamp(at, UTC)}
+    )  # fmt: skip
+
+
+def make_aggregator(path: Path | str = ":memory:") -> Aggregator:
+    return Aggregator(load_policy(), Store(path), AggregatorMetrics())
