@@ -15,10 +15,14 @@ when the silence after its last pulse reaches the pattern's long-gap length:
 * ``t4``: four 0.1 s chirps 0.1 s apart in 2.5-4 kHz, then >= 3 s of silence;
 * ``lf520``: the T3 pattern on a 437-625 Hz tone (the 520 Hz square-wave sounder).
 
-The silence before the first pulse must be at least as long (or the start of the stream), and
-every pulse's peak bin must lie within ``MAX_BIN_SPREAD`` bins of the others. The confidence
-combines the timing fit and the tone's height above the noise floor; consecutive cycles of one
-alarm raise it further.
+Each pattern only sees pulses whose length fits it (a knock in a gap does not break the rhythm).
+A pattern is rejected when the pulse before its first one continues the same rhythm on the same
+tone (a longer beep train) or, for T4, came less than 2 s before it (alarm clocks beep in
+fours); every pulse's peak bin must lie within ``MAX_BIN_SPREAD`` bins of the others. A tonal
+frame also has to be within ``REL_DB`` of the loudest recent tonal frame, so quieter tonal
+background between an alarm's pulses does not fill its gaps. The confidence
+(per mille, like the firmware) is ``400 + 0.3 * timing fit + 0.3 * strength``, where strength
+grows from 0 at 6 dB to 1000 at 20 dB above the noise floor, plus 100 per back-to-back cycle.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ ON_MARGIN_DB: Final = 6.0
 HIGH_RATIO: Final = 0.5
 LOW_RATIO: Final = 0.6
 FLOOR_RISE_DB: Final = 0.05
-"""Per frame: the noise floor follows a falling level at once and a rising one at 3.1 dB/s."""
+"""Per frame: the noise floor starts at ``ON_MIN_DB``, follows a falling level at once and a
+rising one at 3.1 dB/s."""
 REL_DB: Final = 12.0
 """A tonal frame counts only within this many dB of the loudest recent tonal frame..."""
 REF_DECAY_DB: Final = 0.02
@@ -72,8 +77,8 @@ REF_DECAY_DB: Final = 0.02
 MERGE_GAP: Final = 2
 MIN_PULSE: Final = 3
 MAX_BIN_SPREAD: Final = 2
+_SNR_FRAMES_MAX: Final = 1024
 _SNR_FULL_DB: Final = 20.0
-_BIN_HZ: Final = SAMPLE_RATE / FRAME_SAMPLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +97,13 @@ class Pattern:
     """Silence after the last pulse that confirms the pattern, and the least before the first."""
     cycle_gap_max: int
     """A pattern starting at most this long after the previous one of its kind is its next cycle."""
+    quiet_before: int
+    """Least silence (of this pattern's pulses) before the first pulse, unless none came before."""
 
 
-T3_TIMING: Final = Pattern("t3", 3, 22, 44, 500, 19, 44, 500, 69, 156)
-T4_TIMING: Final = Pattern("t4", 4, 3, 12, 100, 3, 12, 100, 188, 500)
-LF520_TIMING: Final = Pattern("lf520", 3, 22, 44, 500, 19, 44, 500, 69, 156)
+T3_TIMING: Final = Pattern("t3", 3, 22, 44, 500, 19, 44, 500, 69, 156, 0)
+T4_TIMING: Final = Pattern("t4", 4, 3, 12, 100, 3, 12, 100, 188, 500, 125)
+LF520_TIMING: Final = Pattern("lf520", 3, 22, 44, 500, 19, 44, 500, 69, 156, 0)
 PATTERNS: Final = (T3_TIMING, T4_TIMING, LF520_TIMING)
 
 
@@ -170,8 +177,9 @@ class _ToneTrack:
                 self._open_start, self._open_bin = frame, peak_bin
                 self._snr_sum, self._snr_frames = 0.0, 0
             self._last_on = frame
-            self._snr_sum += snr_db
-            self._snr_frames += 1
+            if self._snr_frames < _SNR_FRAMES_MAX:
+                self._snr_sum += snr_db
+                self._snr_frames += 1
         elif self._open_start >= 0 and frame - self._last_on > MERGE_GAP:
             self._finalise()
         for m in self._matchers:
@@ -208,6 +216,8 @@ def _match(m: _Matcher, frame: int) -> Detection | None:
     bins = [q.peak_bin for q in pulses]
     if max(bins) - min(bins) > MAX_BIN_SPREAD:
         return None
+    if first.gap_before is not None and first.gap_before < p.quiet_before:
+        return None  # T4 follows ~5 s of silence; four beeps every second is an alarm clock
     if len(m.ring) > p.pulses and first.gap_before is not None:
         before = m.ring[0]
         if (
@@ -236,7 +246,7 @@ def _match(m: _Matcher, frame: int) -> Detection | None:
         confidence=conf_pm / 1000,
         onset_sample=first.start * FRAME_SAMPLES,
         confirmed_sample=(frame + 1) * FRAME_SAMPLES,
-        tone_hz=round(first.peak_bin * _BIN_HZ),
+        tone_hz=first.peak_bin * 125 // 2,
         cycle=cycle,
     )
 
@@ -251,16 +261,16 @@ class _ToneGate:
 
     def __init__(self, min_ratio: float) -> None:
         self._min_ratio = min_ratio
-        self._floor: float | None = None
+        self._floor = ON_MIN_DB
         self._ref = ON_MIN_DB
 
     def step(self, tone_db: float, band_db: float, ratio: float) -> tuple[bool, float]:
         """Whether the tone is on in this frame, and its height above the noise floor (dB)."""
-        floor = band_db if self._floor is None else self._floor
+        floor = self._floor
         snr = tone_db - floor
         candidate = tone_db >= ON_MIN_DB and snr >= ON_MARGIN_DB and ratio >= self._min_ratio
         on = candidate and tone_db >= self._ref - REL_DB
-        self._ref -= REF_DECAY_DB
+        self._ref = max(self._ref - REF_DECAY_DB, ON_MIN_DB)
         if candidate:
             self._ref = max(self._ref, tone_db)
         self._floor = min(floor + FLOOR_RISE_DB, band_db)

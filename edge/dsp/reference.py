@@ -45,7 +45,14 @@ SAMPLE_RATE: Final = 16_000
 FRAME_SAMPLES: Final = 256
 FLOOR_DB: Final = -120.0
 
-BANDS: Final[tuple[tuple[int, int], ...]] = ((1, 7), (7, 10), (10, 24), (24, 40), (40, 65), (65, 129))
+BANDS: Final[tuple[tuple[int, int], ...]] = (
+    (1, 7),
+    (7, 10),
+    (10, 24),
+    (24, 40),
+    (40, 65),
+    (65, 129),
+)
 """FFT bin ranges ``[first, end)`` of the six bands (bin width 62.5 Hz)."""
 N_BANDS: Final = len(BANDS)
 BAND_EDGES_HZ: Final = tuple(

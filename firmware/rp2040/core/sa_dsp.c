@@ -6,9 +6,10 @@
 #include "sa_fixed.h"
 #include "sa_tables.h"
 
-/* Band power = sum_k c_k |X_k|^2 / (N sum w^2), c_k = 2 below Nyquist. With the FFT's 1/256
- * scaling and the q14 normalisation by 2^r this is, in centi-dB:
- *   cdb(sum c_k P_k) + 2 r 301.03 + SA_K_BAND   (tools: -44*301.03 - 1000*log10(256*96)) */
+/* Band power = sum_k c_k |X_k|^2 / (N sum w^2), c_k = 2 below Nyquist. The windowed frame is
+ * x * w * 2^30 / 2^r (q15 samples times q15 window, normalised down by 2^r) and the FFT returns
+ * DFT / 2^s, so with shift = r + s - 8 this is, in centi-dB:
+ *   cdb(sum c_k P_k) + 2 shift 301.03 + SA_K_BAND   (-44*301.03 - 1000*log10(256*96)) */
 #define SA_K_BAND (-17636)
 /* Mean square of int16 samples in full-scale units: cdb(sum x^2) - 1000*log10(256 * 2^30). */
 #define SA_K_LEVEL (-11439)
@@ -27,7 +28,9 @@ static int32_t spectrum_cdb(uint64_t one_sided_sum, int shift)
     if (one_sided_sum == 0) {
         return SA_FLOOR_CDB;
     }
-    return clamp_floor(sa_cdb64(one_sided_sum) + (shift * 60206 + 50) / 100 + SA_K_BAND);
+    int32_t scale = shift * 60206;
+    scale = (scale + (scale < 0 ? -50 : 50)) / 100;
+    return clamp_floor(sa_cdb64(one_sided_sum) + scale + SA_K_BAND);
 }
 
 static uint64_t sum_power(const uint32_t *power, uint32_t lo, uint32_t hi)
@@ -58,6 +61,9 @@ static void tone(const uint32_t *power, uint32_t lo, uint32_t hi, uint32_t ctx_l
 void sa_dsp_init(sa_dsp_t *dsp)
 {
     memset(dsp, 0, sizeof *dsp);
+    for (int b = 0; b < SA_N_BANDS; b++) {
+        dsp->floor_cdb[b] = SA_ON_MIN_CDB;
+    }
 }
 
 void sa_dsp_frame(sa_dsp_t *dsp, const int16_t x[SA_FRAME_SAMPLES], sa_features_t *out)
@@ -76,8 +82,8 @@ void sa_dsp_frame(sa_dsp_t *dsp, const int16_t x[SA_FRAME_SAMPLES], sa_features_
     }
     out->level_cdb = sumsq == 0 ? SA_FLOOR_CDB : clamp_floor(sa_cdb64(sumsq) + SA_K_LEVEL);
 
-    /* Block floating point: keep the windowed frame within 14 bits for the FFT. */
-    int shift = maxabs == 0 ? 0 : sa_msb64((uint64_t)maxabs) + 1 - 14;
+    /* Block floating point: keep the windowed frame within 13 bits for the FFT. */
+    int shift = maxabs == 0 ? 0 : sa_msb64((uint64_t)maxabs) + 1 - 13;
     if (shift < 0) {
         shift = 0;
     }
@@ -87,7 +93,8 @@ void sa_dsp_frame(sa_dsp_t *dsp, const int16_t x[SA_FRAME_SAMPLES], sa_features_
         }
         dsp->im[n] = 0;
     }
-    sa_fft256(dsp->re, dsp->im);
+    int r = shift;
+    shift = r + sa_fft256(dsp->re, dsp->im) - 8;
     for (uint32_t k = 0; k <= SA_FRAME_SAMPLES / 2; k++) {
         dsp->power[k] = (uint32_t)(dsp->re[k] * dsp->re[k] + dsp->im[k] * dsp->im[k]);
     }
@@ -106,14 +113,11 @@ void sa_dsp_frame(sa_dsp_t *dsp, const int16_t x[SA_FRAME_SAMPLES], sa_features_
     tone(dsp->power, SA_LOW_SEARCH_LO, SA_LOW_SEARCH_HI, SA_LOW_CONTEXT_LO, SA_LOW_CONTEXT_HI,
          shift, &out->low);
 
-    /* Noise floors: follow a falling level at once, a rising one by SA_FLOOR_RISE_CDB. */
+    /* Noise floors start at SA_ON_MIN_CDB, follow a falling level at once and a rising one
+     * by SA_FLOOR_RISE_CDB per frame. */
     for (int b = 0; b < SA_N_BANDS; b++) {
-        if (!dsp->started) {
-            dsp->floor_cdb[b] = out->band_cdb[b];
-        }
         out->floor_cdb[b] = dsp->floor_cdb[b];
         int32_t risen = dsp->floor_cdb[b] + SA_FLOOR_RISE_CDB;
         dsp->floor_cdb[b] = out->band_cdb[b] < risen ? out->band_cdb[b] : risen;
     }
-    dsp->started = true;
 }

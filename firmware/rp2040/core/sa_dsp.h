@@ -3,7 +3,6 @@
 #ifndef SA_DSP_H
 #define SA_DSP_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "sa_config.h"
@@ -25,7 +24,6 @@ typedef struct {
 } sa_features_t;
 
 typedef struct {
-    bool started;
     int32_t floor_cdb[SA_N_BANDS];
     /* Work buffers: static storage inside the state, never on the stack. */
     int32_t re[SA_FRAME_SAMPLES];

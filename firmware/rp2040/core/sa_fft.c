@@ -12,8 +12,21 @@ static uint32_t bit_reverse8(uint32_t v)
     return r;
 }
 
-void sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES])
+static int32_t max_component(const int32_t *re, const int32_t *im)
 {
+    int32_t m = 0;
+    for (uint32_t i = 0; i < SA_FRAME_SAMPLES; i++) {
+        int32_t a = re[i] < 0 ? -re[i] : re[i];
+        int32_t b = im[i] < 0 ? -im[i] : im[i];
+        m = a > m ? a : m;
+        m = b > m ? b : m;
+    }
+    return m;
+}
+
+int sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES])
+{
+    int scaled = 0;
     for (uint32_t i = 0; i < SA_FRAME_SAMPLES; i++) {
         uint32_t j = bit_reverse8(i);
         if (j > i) {
@@ -28,6 +41,10 @@ void sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES])
     for (uint32_t len = 2; len <= SA_FRAME_SAMPLES; len <<= 1) {
         uint32_t half = len / 2;
         uint32_t step = SA_FRAME_SAMPLES / len;
+        /* Components <= 2^13 grow to at most 2^14.5 in a butterfly: products stay < 2^30. */
+        int halve = max_component(re, im) > (1 << 13) ? 1 : 0;
+        int32_t round = halve;
+        scaled += halve;
         for (uint32_t base = 0; base < SA_FRAME_SAMPLES; base += len) {
             for (uint32_t k = 0; k < half; k++) {
                 /* w = exp(-2 pi j k step / N) = cos - j sin */
@@ -39,11 +56,12 @@ void sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES])
                 int32_t ti = (re[b] * wi + im[b] * wr + (1 << 14)) >> 15;
                 int32_t ar = re[a];
                 int32_t ai = im[a];
-                re[a] = (ar + tr + 1) >> 1;
-                im[a] = (ai + ti + 1) >> 1;
-                re[b] = (ar - tr + 1) >> 1;
-                im[b] = (ai - ti + 1) >> 1;
+                re[a] = (ar + tr + round) >> halve;
+                im[a] = (ai + ti + round) >> halve;
+                re[b] = (ar - tr + round) >> halve;
+                im[b] = (ai - ti + round) >> halve;
             }
         }
     }
+    return scaled;
 }

@@ -6,8 +6,9 @@
 
 #include "sa_config.h"
 
-/* In place. Inputs must satisfy |re + j im| <= 2^14; each of the 8 stages halves its output,
- * so the result is DFT(x) / 256, still within 2^14. */
-void sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES]);
+/* In place, block floating point. Inputs must satisfy |re|, |im| <= 2^13. A stage halves its
+ * output only when some input component exceeds 2^13, so quiet and broadband frames keep their
+ * precision. Returns the number of halved stages s: the result is DFT(x) / 2^s. */
+int sa_fft256(int32_t re[SA_FRAME_SAMPLES], int32_t im[SA_FRAME_SAMPLES]);
 
 #endif

@@ -20,10 +20,10 @@ def q15(value: float) -> int:
 
 
 def rows(values: list[int], per_row: int = 12) -> str:
-    lines = []
-    for i in range(0, len(values), per_row):
-        lines.append("    " + ", ".join(str(v) for v in values[i : i + per_row]) + ",")
-    return "\n".join(lines)
+    return "\n".join(
+        "    " + ", ".join(str(v) for v in values[i : i + per_row]) + ","
+        for i in range(0, len(values), per_row)
+    )
 
 
 def render() -> str:
