@@ -1,0 +1,105 @@
+"""Verdicts to wire messages: event ids, event time, sequence numbers. Pure.
+
+Event time is the audio clock: ``stream_start + sample / 16000``. For a file replayed with
+``--start-time`` the stream start is that time, so a replay yields the same timestamps *and the
+same event ids*; for live audio it is the wall-clock time of the stream's first sample.
+
+Event ids are ``<node>.<stream start in ms>.<start sample>`` for a window and
+``<node>.<stream start in ms>.<kind>.<confirming sample>`` for a pattern detection: unique per
+node and stream, fixed before the event is queued, so a retry, a restart that drains the outbox
+and a deterministic replay all carry the same id and the aggregator counts the event once.
+Windows and pattern detections share one per-node ``seq`` counter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final
+
+from edge.agent.pipeline import PatternVerdict, Verdict, WindowVerdict
+from edge.agent.windowing import SAMPLE_RATE
+from schemas.messages import ClassificationEvent, Label, Source
+
+__all__ = ["PATTERN_SOURCE", "EventBuilder", "reportable", "yamnet_source"]
+
+PATTERN_SOURCE: Final = Source(kind="pattern", model="soundalert-patterns", version="1")
+
+
+def yamnet_source(version: str) -> Source:
+    return Source(kind="yamnet", model="yamnet", version=version)
+
+
+def reportable(verdict: Verdict, report_floor: float | None) -> bool:
+    """Whether a verdict is published. Pattern detections always are; windows all are unless
+    a reporting floor is set, then only those whose best label reaches it."""
+    if report_floor is None or isinstance(verdict, PatternVerdict):
+        return True
+    return bool(verdict.labels) and verdict.labels[0][1] >= report_floor
+
+
+class EventBuilder:
+    """Builds :class:`ClassificationEvent` objects for one node and one audio stream."""
+
+    def __init__(
+        self,
+        site: str,
+        node: str,
+        stream_start: datetime,
+        model_source: Source,
+        *,
+        next_seq: int = 0,
+    ) -> None:
+        if stream_start.tzinfo is None:
+            raise ValueError("stream_start must be timezone-aware")
+        self.site = site
+        self.node = node
+        self.stream_start = stream_start
+        self.stream_id = round(stream_start.timestamp() * 1000)
+        self.model_source = model_source
+        self.next_seq = next_seq
+
+    def at(self, sample: int) -> datetime:
+        """Event time of a stream sample."""
+        return self.stream_start + timedelta(microseconds=round(sample * 1e6 / SAMPLE_RATE))
+
+    def _seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def build(self, verdict: Verdict) -> ClassificationEvent:
+        if isinstance(verdict, WindowVerdict):
+            return self.window_event(verdict)
+        return self.pattern_event(verdict)
+
+    def window_event(self, v: WindowVerdict) -> ClassificationEvent:
+        features = dict(v.features)
+        if v.gated:
+            features["gated"] = True
+        return ClassificationEvent(
+            event_id=f"{self.node}.{self.stream_id}.{v.start_sample}",
+            site=self.site,
+            node=self.node,
+            seq=self._seq(),
+            window_start=self.at(v.start_sample),
+            window_end=self.at(v.end_sample),
+            source=self.model_source,
+            labels=[Label(label=name, score=score) for name, score in v.labels],
+            level_dbfs=round(v.level_dbfs, 1),
+            features=features,
+        )
+
+    def pattern_event(self, v: PatternVerdict) -> ClassificationEvent:
+        d = v.detection
+        return ClassificationEvent(
+            event_id=f"{self.node}.{self.stream_id}.{d.kind}.{d.confirmed_sample}",
+            site=self.site,
+            node=self.node,
+            seq=self._seq(),
+            window_start=self.at(d.onset_sample),
+            window_end=self.at(d.confirmed_sample),
+            source=PATTERN_SOURCE,
+            labels=[Label(label=d.kind, score=d.confidence)],
+            level_dbfs=None,
+            features={"tone_hz": d.tone_hz, "cycle": d.cycle},
+        )

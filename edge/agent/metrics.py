@@ -1,0 +1,88 @@
+"""The agent's Prometheus metrics, on a registry passed in (tests stay isolated)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from soundalert import __version__
+
+__all__ = ["INFERENCE_BUCKETS", "AgentMetrics", "PublisherMetrics"]
+
+INFERENCE_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5,
+)  # fmt: skip
+
+
+class PublisherMetrics:
+    """Outbox and MQTT figures of one node process (the agent, the serial bridge)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, component: str) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.queued = Counter(
+            "soundalert_events_queued_total",
+            "Events written to the durable outbox.",
+            registry=r,
+        )
+        self.published = Counter(
+            "soundalert_events_published_total",
+            "Events the broker acknowledged (PUBACK) and the outbox deleted.",
+            registry=r,
+        )
+        self.dropped = Counter(
+            "soundalert_events_dropped_total",
+            "Events dropped from the full outbox (oldest, lowest priority first).",
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "soundalert_outbox_messages",
+            "Events in the outbox waiting for a PUBACK.",
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "soundalert_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+            registry=r,
+        )
+        self.build = Info("soundalert_build", "soundalert version.", registry=r)
+        self.build.info({"version": __version__, "component": component})
+
+
+class AgentMetrics(PublisherMetrics):
+    """Metrics of one agent process (one node)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry, component="agent")
+        r = self.registry
+        self.inference = Histogram(
+            "soundalert_inference_seconds",
+            "Time to run the classifier on one window.",
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.windows = Counter(
+            "soundalert_windows_analysed_total",
+            "Windows that went through the classifier.",
+            registry=r,
+        )
+        self.windows_gated = Counter(
+            "soundalert_windows_gated_total",
+            "Windows below the level gate (no inference; level still reported).",
+            registry=r,
+        )
+        self.pattern_detections = Counter(
+            "soundalert_pattern_detections_total",
+            "Temporal-pattern detections (T3, T4, 520 Hz), by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.audio_dropped = Counter(
+            "soundalert_audio_blocks_dropped_total",
+            "Audio blocks a live source dropped because the pipeline fell behind.",
+            registry=r,
+        )
+        self.level = Gauge(
+            "soundalert_input_level_dbfs",
+            "RMS level of the latest window, dB relative to full scale.",
+            registry=r,
+        )

@@ -1,0 +1,93 @@
+"""The one module that touches the TFLite interpreter: ai-edge-litert, else tflite-runtime.
+
+The YAMNet model and its class map ship inside this package (``edge/agent/assets/``, Apache-2.0,
+see ``NOTICE`` there), so a fresh install classifies offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.agent.windowing import WINDOW_SAMPLES
+
+__all__ = [
+    "DEFAULT_CLASS_MAP",
+    "DEFAULT_MODEL",
+    "ModelError",
+    "ModelOutput",
+    "YamnetModel",
+    "load_interpreter_class",
+]
+
+MODEL_DIR: Final = Path(__file__).with_name("assets")
+DEFAULT_MODEL: Final = MODEL_DIR / "yamnet.tflite"
+DEFAULT_CLASS_MAP: Final = MODEL_DIR / "yamnet_class_map.csv"
+
+
+class ModelError(RuntimeError):
+    """The model cannot be loaded or run; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    scores: npt.NDArray[np.float32]
+    """One score in [0, 1] per class."""
+    logmel: npt.NDArray[np.float32] | None
+    """The log-mel patch the model computed (96 x 64 for YAMNet), if it outputs one."""
+
+
+def load_interpreter_class() -> Any:
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+        try:
+            return import_module(module).Interpreter
+        except ImportError:
+            continue
+    raise ModelError(
+        "no TFLite runtime: install ai-edge-litert (pip install 'soundalert[inference]') "
+        "or tflite-runtime"
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+class YamnetModel:
+    """YAMNet: a float32 window of 15 600 samples in, class scores (and log-mel) out."""
+
+    def __init__(self, path: Path = DEFAULT_MODEL, *, threads: int = 1) -> None:
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist")
+        interpreter_class = load_interpreter_class()
+        try:
+            self._interp = interpreter_class(model_path=str(path), num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load TFLite model {path}: {exc}") from exc
+        inputs = self._interp.get_input_details()
+        outputs = self._interp.get_output_details()
+        shape = tuple(int(v) for v in inputs[0]["shape"])
+        if shape not in {(WINDOW_SAMPLES,), (1, WINDOW_SAMPLES)}:
+            raise ModelError(f"{path}: input shape {shape}, expected [1, {WINDOW_SAMPLES}]")
+        self._input = int(inputs[0]["index"])
+        self._input_shape = shape
+        self._scores = int(outputs[0]["index"])
+        self._logmel = int(outputs[1]["index"]) if len(outputs) > 1 else None
+        self.version = _digest(path)
+        self.classes = int(np.prod(outputs[0]["shape"]))
+
+    def __call__(self, window: npt.NDArray[np.float32]) -> ModelOutput:
+        self._interp.set_tensor(self._input, window.reshape(self._input_shape))
+        self._interp.invoke()
+        scores = np.asarray(self._interp.get_tensor(self._scores), dtype=np.float32).reshape(-1)
+        logmel = None
+        if self._logmel is not None:
+            logmel = np.asarray(self._interp.get_tensor(self._logmel), dtype=np.float32)
+        return ModelOutput(scores, logmel)

@@ -1,0 +1,210 @@
+"""The agent's async shell: audio in, durable outbox, MQTT out, heartbeats, signals.
+
+Two tasks run side by side: the *producer* reads the audio source, runs the pure pipeline and
+commits every event to the outbox; the *MQTT loop* (:func:`soundalert.mqtt.run_forever`) drains
+the outbox in order, deleting each event only after its PUBACK, and publishes the retained node
+status (``online`` on connect, heartbeats with figures, ``stopped`` on a clean exit, ``offline``
+as the last will). Listening never waits for the broker: an outage only grows the outbox.
+
+A finite source (a file, or stdin reaching its end) stops the agent once the outbox has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from datetime import timedelta
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import start_http_server
+
+from edge.agent.events import EventBuilder, reportable, yamnet_source
+from edge.agent.labels import LabelMap
+from edge.agent.metrics import AgentMetrics
+from edge.agent.model import DEFAULT_CLASS_MAP, DEFAULT_MODEL, YamnetModel
+from edge.agent.pipeline import Classifier, Pipeline, Verdict, WindowVerdict
+from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
+from edge.agent.settings import AgentSettings
+from edge.agent.sources import AudioSource
+from edge.agent.windowing import SAMPLE_RATE
+from edge.outbox import Outbox, OutboxMessage
+from schemas.common import utc_now
+from schemas.messages import NodeState, NodeStatus
+from schemas.topics import Topics
+from soundalert import __version__
+from soundalert.mqtt import BrokerUrl
+
+__all__ = ["AgentService", "FatalConnectError"]
+
+log = logging.getLogger(__name__)
+
+
+class AgentService:
+    """Runs one node's agent until its source ends and the outbox drained, or :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        source: AudioSource,
+        *,
+        classifier: Classifier | None = None,
+        model_version: str | None = None,
+        labels: LabelMap | None = None,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.broker = BrokerUrl.parse(settings.broker.get_secret_value())
+        self.topics = Topics(settings.topic_root)
+        self.metrics = metrics or AgentMetrics()
+        if classifier is None:
+            model = YamnetModel(settings.model_file or DEFAULT_MODEL, threads=settings.threads)
+            classifier, model_version = model, model.version
+        self.labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
+        self.pipeline = Pipeline(classifier, self.labels, settings.pipeline())
+        self.model_source = yamnet_source(model_version or "unknown")
+        self.outbox = Outbox(settings.outbox_path, max_messages=settings.outbox_max_messages,
+                             synchronous=settings.outbox_sync)  # fmt: skip
+        self._events_topic = self.topics.events(settings.site, settings.node)
+        self._status_topic = self.topics.status(settings.site, settings.node)
+        self._builder: EventBuilder | None = None
+        self._stop = asyncio.Event()
+        self._source_done = False
+        self._started = time.monotonic()
+        self._audio_dropped = 0
+        self.publisher = NodePublisher(
+            self.broker, settings.mqtt_client_id, self._status_topic, self.outbox,
+            status=self._status, stats=self._stats, metrics=self.metrics,
+            timing=settings.timing(), finished=lambda: self._source_done, on_finished=self.stop,
+        )  # fmt: skip
+        self.failure: str | None = None
+        self.metrics.outbox_depth.set(self.outbox.depth)
+        if self.outbox.depth:
+            log.info("outbox %s holds %d events from before; they go first",
+                     settings.outbox_path, self.outbox.depth)  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until stopped. Sets :attr:`failure` (and returns) on a fatal problem."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        server = None
+        if self.settings.metrics_port is not None:
+            server, _ = start_http_server(self.settings.metrics_port, self.settings.metrics_host,
+                                          self.metrics.registry)  # fmt: skip
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
+                     server.server_port)  # fmt: skip
+        try:
+            async with asyncio.TaskGroup() as group:
+                producer = group.create_task(self._produce())
+                mqtt = group.create_task(self._mqtt())
+                await self._stop.wait()
+                producer.cancel()
+                mqtt.cancel()
+        finally:
+            if server is not None:
+                server.shutdown()
+            left = self.outbox.depth
+            self.outbox.close()
+            log.info("agent stopped: %d events published, %d left in the outbox",
+                     self.publisher.published, left)  # fmt: skip
+
+    # -- audio -> outbox ---------------------------------------------------------------------
+    async def _produce(self) -> None:
+        try:
+            async for block in self.source.blocks():
+                self._consume(block)
+                if self.source.dropped_blocks > self._audio_dropped:
+                    self.metrics.audio_dropped.inc(self.source.dropped_blocks - self._audio_dropped)
+                    self._audio_dropped = self.source.dropped_blocks
+        except Exception as exc:  # a source failure ends the agent with a clear line
+            self.failure = f"audio source failed: {exc}"
+            log.debug("audio source failed", exc_info=True)
+            self.stop()
+            return
+        log.info("audio source ended after %.1f s of audio",
+                 self.pipeline.samples_seen / SAMPLE_RATE)  # fmt: skip
+        self._source_done = True
+        self.publisher.wakeup()
+
+    def _consume(self, block: npt.NDArray[np.float32]) -> None:
+        if self._builder is None:
+            start = self.source.start_time
+            if start is None:
+                lead = block.size / SAMPLE_RATE if self.source.live else 0.0
+                start = utc_now() - timedelta(seconds=lead)
+            self._builder = EventBuilder(self.settings.site, self.settings.node, start,
+                                         self.model_source,
+                                         next_seq=self.outbox.meta("next_seq"))  # fmt: skip
+        verdicts = self.pipeline.feed(block)
+        messages = []
+        for verdict in verdicts:
+            self._observe(verdict)
+            if not reportable(verdict, self.settings.report_floor):
+                continue
+            event = self._builder.build(verdict)
+            messages.append(OutboxMessage(event.event_id, self._events_topic, event.to_json(),
+                                          priority=event_priority(event)))  # fmt: skip
+        if not messages:
+            return
+        dropped = self.outbox.put(messages, meta={"next_seq": self._builder.next_seq})
+        self.metrics.queued.inc(len(messages))
+        if dropped:
+            self.metrics.dropped.inc(dropped)
+            log.warning("outbox full (%d events): dropped the %d oldest of lowest priority",
+                        self.outbox.max_messages, dropped)  # fmt: skip
+        self.metrics.outbox_depth.set(self.outbox.depth)
+        self.publisher.wakeup()
+
+    def _observe(self, verdict: Verdict) -> None:
+        if isinstance(verdict, WindowVerdict):
+            self.metrics.level.set(verdict.level_dbfs)
+            if verdict.gated:
+                self.metrics.windows_gated.inc()
+            else:
+                self.metrics.windows.inc()
+            if verdict.inference_s is not None:
+                self.metrics.inference.observe(verdict.inference_s)
+        else:
+            self.metrics.pattern_detections.labels(verdict.detection.kind).inc()
+
+    # -- MQTT ------------------------------------------------------------------------------
+    def _status(self, state: NodeState, stats: dict[str, float | int | str] | None = None
+                ) -> bytes:  # fmt: skip
+        return NodeStatus(
+            site=self.settings.site,
+            node=self.settings.node,
+            state=state,
+            at=utc_now(),
+            heartbeat_s=self.settings.heartbeat_s,
+            software=f"soundalert-agent {__version__}",
+            capabilities=["yamnet", "patterns"] if self.settings.patterns else ["yamnet"],
+            stats=stats or {},
+        ).to_json()
+
+    def _stats(self) -> dict[str, float | int | str]:
+        stats: dict[str, float | int | str] = dict(self.pipeline.take_stats().summary())
+        stats.update(
+            outbox_depth=self.outbox.depth,
+            outbox_dropped=self.outbox.dropped,
+            events_published=self.publisher.published,
+            audio_blocks_dropped=self.source.dropped_blocks,
+            uptime_s=round(time.monotonic() - self._started, 1),
+        )
+        return stats
+
+    async def _mqtt(self) -> None:
+        try:
+            await self.publisher.run()
+        except FatalConnectError as exc:
+            self.failure = str(exc)
+            self.stop()

@@ -1,0 +1,81 @@
+"""Audio sources: any WAV to 16 kHz mono, pacing, raw PCM on stdin, a missing sounddevice."""
+
+from __future__ import annotations
+
+import io
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.agent.features import dominant_hz
+from edge.agent.sources import MicrophoneSource, SourceError, StdinSource, WavFileSource
+
+
+def _write(path: Path, rate: int, channels: int, seconds: float, freq: float = 1000.0) -> None:
+    t = np.arange(round(rate * seconds)) / rate
+    tone = 0.5 * np.sin(2 * np.pi * freq * t)
+    frames = np.repeat(tone[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((frames * 32767).astype("<i2").tobytes())
+
+
+async def _collect(source: WavFileSource | StdinSource) -> np.ndarray:
+    return np.concatenate([b async for b in source.blocks()])
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (8000, 1), (48000, 6)])
+async def test_any_wav_becomes_16khz_mono(tmp_path: Path, rate: int, channels: int) -> None:
+    path = tmp_path / "in.wav"
+    _write(path, rate, channels, 2.0)
+    x = await _collect(WavFileSource(path, speed=0))
+    assert x.dtype == np.float32
+    assert x.size == pytest.approx(32000, abs=40)
+    assert dominant_hz(x[4000:20000]) == pytest.approx(1000, abs=2)
+    assert float(np.max(np.abs(x[4000:20000]))) == pytest.approx(0.5, abs=0.02)
+
+
+async def test_speed_one_replays_in_real_time(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    _write(path, 16000, 1, 0.6)
+    began = time.monotonic()
+    await _collect(WavFileSource(path, speed=1))
+    assert time.monotonic() - began >= 0.45
+    began = time.monotonic()
+    await _collect(WavFileSource(path, speed=0))
+    assert time.monotonic() - began < 0.3
+
+
+def test_a_file_that_is_not_wav_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.wav"
+    path.write_bytes(b"not a wav file at all")
+    with pytest.raises(SourceError, match="cannot read WAV"):
+        WavFileSource(path)
+
+
+async def test_stdin_reads_s16le_and_ends_at_eof() -> None:
+    samples = (np.arange(5001) % 200 - 100).astype("<i2")
+    source = StdinSource(io.BytesIO(samples.tobytes() + b"\x01"))  # and an odd trailing byte
+    x = await _collect(source)
+    np.testing.assert_allclose(x, samples / 32768.0, atol=1e-7)
+
+
+def test_missing_sounddevice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins  # noqa: PLC0415
+
+    real_import = builtins.__import__
+
+    def no_sounddevice(name: str, *args: object, **kwargs: object) -> object:
+        if name == "sounddevice":
+            raise ImportError("No module named 'sounddevice'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_sounddevice)
+    monkeypatch.delitem(__import__("sys").modules, "sounddevice", raising=False)
+    with pytest.raises(SourceError, match="sounddevice"):
+        MicrophoneSource()
