@@ -1,0 +1,1 @@
+"""Delivery of alerts to people: Apprise, MQTT lights and bed shakers, signed webhooks."""

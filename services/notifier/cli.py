@@ -1,0 +1,55 @@
+"""``soundalert notifier``: deliver alerts to people (registered in ``soundalert/cli.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["notifier"]
+
+
+def notifier(
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Notifier YAML config: sites, channels, routes, quiet hours, escalation.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Directory for SQLite state.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Send alerts to phones, lights, bed shakers and webhooks; escalate unacknowledged
+    critical alerts; announce sensors to Home Assistant."""
+    from services.notifier.config import NotifierSettings  # noqa: PLC0415 - fast CLI start
+    from services.notifier.service import NotifierService  # noqa: PLC0415
+    from soundalert.settings import ConfigError, load_settings  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(NotifierSettings, config, broker=broker, state_dir=state,
+                                 metrics_port=metrics_port)  # fmt: skip
+        service = NotifierService(settings)
+    except (ConfigError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(service.run())

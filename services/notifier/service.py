@@ -1,0 +1,329 @@
+"""The notifier's async shell: MQTT in, channel workers out, the clock, metrics, signals.
+
+The shell owns all I/O; :class:`~services.notifier.core.NotifierCore` owns every decision.
+Delivery guarantees:
+
+* alert state changes arrive at QoS 1 on a persistent session and are acknowledged only after
+  their deliveries, the ``seen`` marker and the alert's track are committed to SQLite;
+* a delivery leaves the outbox once its channel settled it (delivered, failed after its
+  retries, expired or superseded); a crash in between re-sends at most that one notification;
+* escalation timers live in SQLite, so a restart keeps a pending escalation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Iterable
+
+import aiohttp
+import aiomqtt
+from prometheus_client import start_http_server
+
+from schemas.common import utc_now
+from schemas.decode import Reason, Rejected, decode
+from schemas.messages import Alert, NodeState, NodeStatus
+from schemas.topics import ParsedTopic, Topics
+from services.aggregator.policy import Policy, load_policy
+from services.homeassistant.discovery import Discovery
+from services.notifier.channels import (
+    AppriseSender,
+    ChannelWorker,
+    MqttSender,
+    Sender,
+    WebhookSender,
+)
+from services.notifier.config import AppriseChannel, MqttChannel, NotifierSettings
+from services.notifier.core import Decision, NotifierCore
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.store import Store
+from soundalert import __version__
+from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
+
+__all__ = ["NotifierService"]
+
+log = logging.getLogger(__name__)
+
+_TRUNCATE = 200
+_PRUNE_EVERY_S = 3600.0
+_DRAIN_S = 3.0
+NODE_OFFLINE = "node_offline"
+
+
+class NotifierService:
+    """Runs the notifier until :meth:`stop` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, settings: NotifierSettings, *, policy: Policy | None = None,
+                 metrics: NotifierMetrics | None = None, handle_signals: bool = True,
+                 ) -> None:  # fmt: skip
+        self.settings = settings
+        self.broker = BrokerUrl.parse(settings.broker)
+        self.topics = Topics(settings.topic_root)
+        self.metrics = metrics or NotifierMetrics()
+        self.policy = policy or load_policy(settings.policy_file)
+        self.core = NotifierCore(settings)
+        ha = settings.homeassistant
+        self.discovery = Discovery(self.topics, ha.prefix, ha.instance, __version__)
+        self._client: aiomqtt.Client | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._stop = asyncio.Event()
+        self._announced: set[tuple[str, str]] = set()
+        self.workers: dict[str, ChannelWorker] = {}
+        for site, cfg in settings.sites.items():
+            for name, channel in cfg.channels.items():
+                sender: Sender
+                if isinstance(channel, AppriseChannel):
+                    sender = AppriseSender(f"{site}/{name}", channel, cfg.zone())
+                elif isinstance(channel, MqttChannel):
+                    sender = MqttSender(channel, lambda: self._client)
+                else:
+                    sender = WebhookSender(channel, self._session)
+                key = f"{site}/{name}"
+                self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
+                                                  self._settled)  # fmt: skip
+        self.store = Store(settings.database)
+        self._handle_signals = handle_signals
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snooze(self, site: str, category: str, until: float) -> None:
+        """Hold back ``category`` at ``site`` until the epoch second ``until``. Critical
+        categories cannot be snoozed (and critical alerts ignore snoozes regardless)."""
+        cat = self.policy.categories.get(category)
+        if cat is not None and cat.priority == "critical":
+            raise ValueError(f"{category} is critical and cannot be snoozed")
+        self.store.set_snooze(site, category, until)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the notifier is not running")
+        return self._http
+
+    def _settled(self, outbox_id: int) -> None:
+        self.store.done(outbox_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        server = None
+        if self.settings.metrics_port is not None:
+            server, _ = start_http_server(
+                self.settings.metrics_port, self.settings.metrics_host, self.metrics.registry
+            )
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
+                     server.server_port)  # fmt: skip
+        self._http = aiohttp.ClientSession()
+        try:
+            for queued in self.store.queued():  # undelivered before a restart
+                worker = self.workers.get(queued.delivery.channel_key)
+                if worker is None:
+                    log.warning("dropping a queued notification for %s: no such channel now",
+                                queued.delivery.channel_key)  # fmt: skip
+                    self.store.done(queued.id)
+                else:
+                    worker.put(queued.id, queued.delivery, queued.queued_at)
+            async with asyncio.TaskGroup() as group:
+                inbound = [group.create_task(self._mqtt()), group.create_task(self._ticker())]
+                workers = [group.create_task(w.run()) for w in self.workers.values()]
+                await self._stop.wait()
+                for task in inbound:
+                    task.cancel()
+                # Let attempts in flight finish, so a clean stop does not send them twice.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_S):
+                        await asyncio.gather(*(w.idle() for w in self.workers.values()))
+                for task in workers:
+                    task.cancel()
+        finally:
+            await self._http.close()
+            self._http = None
+            if server is not None:
+                server.shutdown()
+            self.store.commit()
+            self.store.close()
+            log.info("notifier stopped")
+
+    def _status(self, state: NodeState) -> bytes:
+        return NodeStatus(
+            site="_services",
+            node="notifier",
+            state=state,
+            at=utc_now(),
+            heartbeat_s=self.settings.status_heartbeat_s,
+            software=f"soundalert-notifier {__version__}",
+            capabilities=["apprise", "mqtt-actions", "webhook", "escalation", "homeassistant"],
+        ).to_json()
+
+    async def _mqtt(self) -> None:
+        will = aiomqtt.Will(self.topics.service_status("notifier"), self._status("offline"),
+                            qos=1, retain=True)  # fmt: skip
+
+        def connect() -> aiomqtt.Client:
+            return make_client(self.broker, self.settings.client_id, will=will,
+                               persistent=True, manual_ack=True)  # fmt: skip
+
+        def lost(_problem: str) -> None:
+            self._client = None
+            self.metrics.mqtt_connected.set(0)
+
+        await run_forever(self.broker, connect, self._mqtt_session, on_disconnect=lost)
+
+    async def _mqtt_session(self, client: aiomqtt.Client) -> None:
+        status_topic = self.topics.service_status("notifier")
+        ha = self.settings.homeassistant
+        try:
+            filters = [(self.topics.all_alerts, 1), (self.topics.all_status, 1)]
+            if ha.enabled:
+                filters.append((f"{ha.prefix}/status", 1))
+            await client.subscribe(filters)
+            await client.publish(status_topic, self._status("online"), qos=1, retain=True)
+            self._client = client
+            self.metrics.mqtt_connected.set(1)
+            self._announced.clear()
+            await self._announce_sites(client, ha.sites + list(self.settings.sites))
+            async for message in client.messages:
+                await self._handle(client, message)
+                ack(client, message)
+        except asyncio.CancelledError:
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await client.publish(status_topic, self._status("stopped"), qos=1,
+                                         retain=True)  # fmt: skip
+            raise
+        finally:
+            self._client = None
+            self.metrics.mqtt_connected.set(0)
+
+    # -- inbound -----------------------------------------------------------------------------
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        raw = message.payload
+        payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
+        try:
+            ha = self.settings.homeassistant
+            if ha.enabled and topic == f"{ha.prefix}/status":
+                if payload.strip() == b"online":  # Home Assistant restarted: announce again
+                    again = {site for site, _ in self._announced}
+                    nodes = [key for key in self._announced if key[1]]
+                    self._announced.clear()
+                    await self._announce_sites(client, again)
+                    for site, node in nodes:
+                        await self._announce_node(client, site, node)
+                return
+            parsed = self._parse(topic)
+            if parsed.kind == "alerts":
+                alert = decode(Alert, payload, parsed)
+                self._on_alert(alert)
+                await self._announce_sites(client, [alert.site])
+            elif parsed.kind == "status" and parsed.node is not None and ha.enabled:
+                await self._announce_sites(client, [parsed.site])
+                await self._announce_node(client, parsed.site, parsed.node)
+        except Rejected as rejected:
+            self.metrics.rejected.labels(rejected.reason.value).inc()
+            log.warning("rejected message on %s (%s): %s; payload %r", topic,
+                        rejected.reason.value, rejected.detail, payload[:_TRUNCATE])  # fmt: skip
+        except aiomqtt.MqttError:
+            raise
+        except Exception:  # never let one message stop the loop
+            self.metrics.rejected.labels("internal_error").inc()
+            log.exception("failed to process message on %s; payload %r", topic,
+                          payload[:_TRUNCATE])  # fmt: skip
+
+    def _parse(self, topic: str) -> ParsedTopic:
+        parsed = self.topics.parse(topic)
+        if parsed is None:
+            raise Rejected(Reason.UNKNOWN_TOPIC, f"not a soundalert topic: {topic!r}")
+        return parsed
+
+    def _on_alert(self, alert: Alert) -> None:
+        now = time.time()
+        if self.store.seen(alert.alert_id, alert.state, alert.repeat):
+            self.metrics.duplicates.inc()
+            log.debug("duplicate %s %s repeat %d ignored", alert.alert_id, alert.state,
+                      alert.repeat)  # fmt: skip
+            return
+        snoozes = {cat: until for (site, cat), until in self._snoozes(now).items()
+                   if site == alert.site}  # fmt: skip
+        decision = self.core.on_alert(alert, self.store.track(alert.alert_id), snoozes, now)
+        if alert.site not in self.settings.sites:
+            log.info("alert %s for site %s, which has no channels configured", alert.alert_id,
+                     alert.site)  # fmt: skip
+        self.store.mark_seen(alert.alert_id, alert.state, alert.repeat, now)
+        self._commit([decision], now)
+
+    def _snoozes(self, now: float) -> dict[tuple[str, str], float]:
+        return {**self.core.static_snoozes(now), **self.store.snoozes(now)}
+
+    def _commit(self, decisions: Iterable[Decision], now: float) -> None:
+        """Persist decisions, then hand their deliveries to the channel workers."""
+        queued = []
+        for decision in decisions:
+            self.store.save_track(decision.track)
+            for held in decision.held:
+                self.metrics.notifications.labels(held.channel_key, held.reason).inc()
+            if decision.kind == "escalation":
+                self.metrics.escalations.labels(decision.track.category).inc()
+            queued += [(self.store.enqueue(delivery, now), delivery)
+                       for delivery in decision.deliveries
+                       if delivery.channel_key in self.workers]  # fmt: skip
+        self.store.commit()
+        for outbox_id, delivery in queued:
+            self.workers[delivery.channel_key].put(outbox_id, delivery, now)
+
+    # -- Home Assistant ----------------------------------------------------------------------
+    async def _announce_sites(self, client: aiomqtt.Client, sites: Iterable[str]) -> None:
+        if not self.settings.homeassistant.enabled:
+            return
+        for site in sites:
+            if (site, "") in self._announced:
+                continue
+            categories = [(name, cat.title) for name, cat in self.policy.categories.items()
+                          if cat.enabled]  # fmt: skip
+            categories.append((NODE_OFFLINE, "Sensor stopped listening"))
+            for category, title in categories:
+                topic, config = self.discovery.category(site, category, title)
+                await client.publish(topic, _json(config), qos=1, retain=True)
+            self._announced.add((site, ""))
+            log.info("announced %d categories of site %s to Home Assistant", len(categories),
+                     site)  # fmt: skip
+
+    async def _announce_node(self, client: aiomqtt.Client, site: str, node: str) -> None:
+        if (site, node) in self._announced:
+            return
+        topic, config = self.discovery.node(site, node)
+        await client.publish(topic, _json(config), qos=1, retain=True)
+        self._announced.add((site, node))
+
+    # -- time --------------------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        last_status = last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            now = time.time()
+            try:
+                self._commit(self.core.due(self.store.escalating(), self._snoozes(now), now), now)
+                if time.monotonic() - last_prune > _PRUNE_EVERY_S:
+                    last_prune = time.monotonic()
+                    self.store.prune(now)
+            except Exception:  # a bug in one duty must not stop escalation for good
+                log.exception("escalation tick failed")
+            client = self._client
+            if client is not None and time.monotonic() - last_status > (
+                self.settings.status_heartbeat_s
+            ):
+                last_status = time.monotonic()
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(self.topics.service_status("notifier"),
+                                         self._status("online"), qos=1, retain=True)  # fmt: skip
+
+
+def _json(config: dict[str, object]) -> bytes:
+    return json.dumps(config, separators=(",", ":")).encode()
