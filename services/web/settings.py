@@ -1,0 +1,92 @@
+"""Web display settings (config file keys, or ``SOUNDALERT_<KEY>`` environment variables)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from schemas.common import ID_PATTERN
+from schemas.topics import DEFAULT_ROOT
+from soundalert.mqtt import BrokerUrl
+from soundalert.settings import ServiceSettings
+
+__all__ = ["MIN_TOKEN_CHARS", "WebSettings"]
+
+MIN_TOKEN_CHARS = 16
+
+
+class WebSettings(ServiceSettings):
+    broker: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
+    )
+    topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
+    client_id: str = Field(
+        default="soundalert-web",
+        description="MQTT client id; the broker queues alerts for this id while the display is "
+        "down. Give each web instance its own.",
+    )
+    state_dir: Path = Field(default=Path("state"), description="Directory for the SQLite history.")
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - phones and wall displays on the home network connect
+        description="Address the HTTP server listens on.",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free port).")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Access token for every site this display serves (sent as "
+        "'Authorization: Bearer <token>'). When neither token nor site_tokens is set, a random "
+        "token is generated at start and logged with the page address.",
+    )
+    site_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Per-site access tokens: site id -> token. A site token only sees and "
+        "acknowledges that site's alerts.",
+    )
+    policy_file: Path | None = Field(
+        default=None,
+        description="Alert policy YAML, for category titles, colours and icons; the shipped "
+        "defaults when unset.",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address for /metrics.")
+    history_days: float = Field(
+        default=90.0, gt=0, description="Alerts older than this are pruned from the history."
+    )
+    stream_ticket_s: float = Field(
+        default=60.0, gt=0, le=3600, description="How long a live-stream ticket can be redeemed."
+    )
+    keepalive_s: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds between keep-alives on the live stream."
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_parses(cls, value: str) -> str:
+        BrokerUrl.parse(value)
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the token must have at least {MIN_TOKEN_CHARS} characters")
+        return value
+
+    @field_validator("site_tokens")
+    @classmethod
+    def _site_tokens_valid(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for site, token in value.items():
+            if not re.fullmatch(ID_PATTERN, site):
+                raise ValueError(f"site id {site!r} does not match {ID_PATTERN}")
+            if len(token.get_secret_value()) < MIN_TOKEN_CHARS:
+                raise ValueError(f"the token of site {site!r} is shorter than {MIN_TOKEN_CHARS}")
+        return value
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "web.sqlite3"

@@ -1,0 +1,405 @@
+// soundalert live display. Plain ES module, no build step.
+import { icon } from './icons.js';
+
+const TOKEN_KEY = 'soundalert.token';
+const NAME_KEY = 'soundalert.name';
+const INFORMATIONAL = new Set(['node_online']);
+const PRIORITY_RANK = { critical: 0, high: 1, normal: 2 };
+const PRIORITY_WORD = { critical: 'Critical', high: 'Important', normal: 'Notice' };
+// Longer and more insistent as the priority rises (milliseconds on, off, on, ...).
+const VIBRATION = {
+  critical: [1000, 300, 1000, 300, 1000, 300, 1000],
+  high: [600, 250, 600, 250, 600],
+  normal: [400, 200, 400],
+};
+const FALLBACK = { title: '', priority: 'normal', color: '#37474f', text: '#ffffff', icon: 'bell' };
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: null,
+  name: 'display',
+  categories: {},
+  alerts: new Map(),
+  nodes: new Map(),
+  services: new Map(),
+  announced: new Set(),
+  shownId: null,
+  index: 0,
+  source: null,
+  retry: 0,
+};
+
+// -- helpers ---------------------------------------------------------------------------------
+const escapeHtml = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+export function roomName(id) {
+  if (!id) return 'Unknown room';
+  const words = id.replace(/[_-]+/g, ' ').trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+const category = (name) => ({ ...FALLBACK, title: roomName(name), ...(state.categories[name] || {}) });
+const titleOf = (a) => a.title || category(a.category).title;
+const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+function dayTime(iso) {
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  const t = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return today ? `Today ${t}` : `${d.toLocaleDateString([], { weekday: 'short', day: 'numeric', month: 'short' })} ${t}`;
+}
+export function ago(iso, now = Date.now()) {
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (s < 5) return 'just now';
+  if (s < 60) return `${s} seconds ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return m === 1 ? '1 minute ago' : `${m} minutes ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return h === 1 ? '1 hour ago' : `${h} hours ago`;
+  const d = Math.round(h / 24);
+  return d === 1 ? 'yesterday' : `${d} days ago`;
+}
+
+// -- the token -------------------------------------------------------------------------------
+function takeTokenFromUrl() {
+  const url = new URL(location.href);
+  let changed = false;
+  for (const [param, key] of [['token', TOKEN_KEY], ['name', NAME_KEY]]) {
+    const value = url.searchParams.get(param);
+    if (value) { localStorage.setItem(key, value); url.searchParams.delete(param); changed = true; }
+  }
+  if (changed) history.replaceState(null, '', url.pathname + url.search + url.hash);
+  state.token = localStorage.getItem(TOKEN_KEY);
+  state.name = localStorage.getItem(NAME_KEY) || 'display';
+}
+
+function askForToken(wrong) {
+  const dialog = $('token-dialog');
+  if (dialog.open) return;
+  $('token-title').textContent = wrong ? 'That token was not accepted. Enter the access token' : "Enter this home's access token";
+  dialog.showModal();
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${state.token}`, ...(options.body ? { 'Content-Type': 'application/json' } : {}) },
+  });
+  if (response.status === 401) {
+    askForToken(true);
+    throw new Error('the access token was not accepted');
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+  return body;
+}
+
+// -- live stream -----------------------------------------------------------------------------
+function setLive(live, text) {
+  const pill = $('live');
+  pill.textContent = text;
+  pill.className = `pill ${live ? 'pill-on' : 'pill-off'}`;
+}
+
+async function connect() {
+  if (state.source) state.source.close();
+  try {
+    const { ticket } = await api('/api/stream/ticket', { method: 'POST' });
+    const source = new EventSource(`/api/stream?ticket=${encodeURIComponent(ticket)}`);
+    state.source = source;
+    source.addEventListener('open', () => { state.retry = 0; setLive(true, 'Live'); });
+    source.addEventListener('snapshot', (e) => {
+      const snap = JSON.parse(e.data);
+      state.alerts.clear();
+      for (const record of snap.alerts) state.alerts.set(record.alert.alert_id, record);
+      state.nodes.clear();
+      for (const n of snap.nodes) state.nodes.set(`${n.site}/${n.node}`, n);
+      for (const s of snap.services) state.services.set(s.node, s);
+      render({ fromSnapshot: true });
+    });
+    source.addEventListener('alert', (e) => {
+      const record = JSON.parse(e.data);
+      state.alerts.set(record.alert.alert_id, record);
+      render({ fromSnapshot: false });
+    });
+    source.addEventListener('node', (e) => {
+      const n = JSON.parse(e.data);
+      if (n.service) state.services.set(n.node, n); else state.nodes.set(`${n.site}/${n.node}`, n);
+      renderNodes();
+      renderServices();
+    });
+    source.addEventListener('error', () => {
+      source.close();
+      reconnectLater();
+    });
+  } catch (err) {
+    reconnectLater(err);
+  }
+}
+
+function reconnectLater(err) {
+  const delay = Math.min(15000, 1000 * 2 ** state.retry);
+  state.retry += 1;
+  setLive(false, `Reconnecting${err ? '' : '…'}`);
+  setTimeout(connect, delay);
+}
+
+// -- what needs attention --------------------------------------------------------------------
+const needsAttention = (r) => r.active && !r.handled;
+const isMissed = (r) => !r.active && !r.handled && r.alert.state === 'resolved' && !INFORMATIONAL.has(r.alert.category);
+function byUrgency(a, b) {
+  const p = PRIORITY_RANK[a.alert.priority] - PRIORITY_RANK[b.alert.priority];
+  return p || (b.alert.raised_at < a.alert.raised_at ? -1 : 1);
+}
+
+function render({ fromSnapshot }) {
+  const urgent = [...state.alerts.values()].filter(needsAttention).sort(byUrgency);
+  for (const r of urgent) {
+    const key = `${r.alert.alert_id}#${r.alert.repeat}`;
+    if (!state.announced.has(key)) {
+      state.announced.add(key);
+      announce(r, { notify: !fromSnapshot });
+      state.index = 0; // the newest, most urgent alert comes to the front
+    }
+  }
+  renderAlert(urgent);
+  renderQuiet();
+  renderHistory();
+  renderNodes();
+  renderServices();
+}
+
+function announce(record, { notify }) {
+  const a = record.alert;
+  const text = `${PRIORITY_WORD[a.priority]} alert: ${titleOf(a)} in ${roomName(a.location)} at ${time(a.raised_at)}.`;
+  $('announcer').textContent = text;
+  if ('vibrate' in navigator) {
+    try { navigator.vibrate(VIBRATION[a.priority] || VIBRATION.normal); } catch { /* not allowed yet */ }
+  }
+  if (notify && 'Notification' in window && Notification.permission === 'granted') {
+    try {
+      new Notification(titleOf(a), {
+        body: `${roomName(a.location)} · ${time(a.raised_at)}`,
+        tag: a.alert_id,
+        icon: '/static/icons/icon-192.png',
+        requireInteraction: a.priority === 'critical',
+        vibrate: VIBRATION[a.priority],
+      });
+    } catch { /* some browsers only notify from a service worker */ }
+  }
+}
+
+function renderAlert(urgent) {
+  const panel = $('alert');
+  if (!urgent.length) {
+    if (!panel.hidden) {
+      panel.hidden = true;
+      document.body.style.overflow = '';
+      state.shownId = null;
+      $('main').focus?.();
+    }
+    return;
+  }
+  state.index = Math.min(state.index, urgent.length - 1);
+  const record = urgent[state.index];
+  const a = record.alert;
+  const cat = category(a.category);
+  panel.style.setProperty('--alert-bg', cat.color);
+  panel.style.setProperty('--alert-fg', cat.text);
+  panel.dataset.category = a.category;
+  panel.dataset.alertId = a.alert_id;
+  const sounding = (a.state === 'raised' || a.state === 'updated') && !a.ended_at;
+  panel.classList.toggle('flashing', sounding);
+  $('alert-priority').textContent = `${PRIORITY_WORD[a.priority]} alert`;
+  $('alert-count').textContent = urgent.length > 1 ? `${state.index + 1} of ${urgent.length}` : '';
+  $('alert-icon').innerHTML = icon(cat.icon);
+  $('alert-what').textContent = titleOf(a);
+  $('alert-where').innerHTML = `${icon('pin')}<span class="sr-only">Where: </span><span>${escapeHtml(roomName(a.location))}</span>`;
+  const details = [];
+  if (a.reason) details.push(a.reason);
+  details.push(sounding ? 'Still sounding' : a.ended_at ? `Stopped at ${time(a.ended_at)}` : '');
+  const others = (a.nodes || []).map((n) => n.node).filter((n) => n !== a.location);
+  if (others.length) details.push(`also heard in ${others.map(roomName).join(', ')}`);
+  if (a.repeat) details.push(`reminder ${a.repeat}`);
+  if (a.delay_s) details.push(`reached this display ${Math.round(a.delay_s)} s late`);
+  $('alert-detail').textContent = details.filter(Boolean).join(' · ');
+  $('alert-nav').hidden = urgent.length < 2;
+  const fresh = state.shownId !== a.alert_id;
+  if (fresh) {
+    $('alert-status').textContent = '';
+    for (const b of [$('ack'), $('false-alarm')]) b.disabled = false;
+  }
+  if (panel.hidden) {
+    panel.hidden = false;
+    document.body.style.overflow = 'hidden';
+  }
+  if (fresh) {
+    state.shownId = a.alert_id;
+    $('ack').focus();
+  }
+  renderWhen();
+}
+
+function renderWhen() {
+  const panel = $('alert');
+  if (panel.hidden) return;
+  const record = state.alerts.get(panel.dataset.alertId);
+  if (!record) return;
+  $('alert-when').textContent = `${time(record.alert.raised_at)} · ${ago(record.alert.raised_at)}`;
+}
+
+async function sendFeedback(alertId, verdict, statusEl, buttons) {
+  const record = state.alerts.get(alertId);
+  if (!record) return;
+  for (const b of buttons) b.disabled = true;
+  statusEl.textContent = 'Sending…';
+  try {
+    await api(`/api/alerts/${encodeURIComponent(alertId)}/feedback`, {
+      method: 'POST',
+      body: JSON.stringify({ verdict, by: state.name }),
+    });
+    const word = verdict === 'false_alarm' ? 'marked as a false alarm' : 'acknowledged';
+    statusEl.textContent = `${titleOf(record.alert)} ${word}.`;
+    $('announcer').textContent = `${titleOf(record.alert)} ${word}.`;
+  } catch (err) {
+    statusEl.textContent = `Not sent: ${err.message}. Try again.`;
+    for (const b of buttons) b.disabled = false;
+  }
+}
+
+// -- quiet screen, history, sensors ----------------------------------------------------------
+function renderQuiet() {
+  const all = [...state.alerts.values()].filter((r) => !INFORMATIONAL.has(r.alert.category));
+  const last = all.sort((x, y) => (y.alert.raised_at > x.alert.raised_at ? 1 : -1))[0];
+  $('quiet-detail').textContent = last
+    ? `Last heard: ${titleOf(last.alert)} in ${roomName(last.alert.location)}, ${dayTime(last.alert.raised_at)}`
+    : 'No alert is active.';
+  const missed = all.filter(isMissed).slice(0, 10);
+  $('missed').hidden = !missed.length;
+  $('missed-list').innerHTML = missed.map((r) => `
+    <li><span class="what">${escapeHtml(titleOf(r.alert))} in ${escapeHtml(roomName(r.alert.location))}, ${escapeHtml(dayTime(r.alert.raised_at))}</span>
+    <button type="button" data-seen="${escapeHtml(r.alert.alert_id)}">Mark as seen<span class="sr-only">: ${escapeHtml(titleOf(r.alert))}</span></button></li>`).join('');
+}
+
+function stateText(r) {
+  const a = r.alert;
+  const fb = r.feedback.at(-1);
+  if (a.state === 'false_alarm' || fb?.verdict === 'false_alarm') return ['False alarm', ''];
+  if (fb || a.state === 'acknowledged' || a.by) return [`Acknowledged${(fb?.by || a.by) ? ` by ${fb?.by || a.by}` : ''}`, ''];
+  if (r.active) return ['Active now', 'is-active'];
+  if (isMissed(r)) return ['Not acknowledged', 'is-missed'];
+  return [a.state === 'resolved' ? 'Ended' : '', ''];
+}
+
+function fillSelect(select, values, label) {
+  const current = select.value;
+  const options = [...values.entries()].sort((x, y) => x[1].localeCompare(y[1]));
+  const html = `<option value="">${label}</option>` + options.map(([v, t]) => `<option value="${escapeHtml(v)}">${escapeHtml(t)}</option>`).join('');
+  if (select.dataset.html !== html) { select.innerHTML = html; select.dataset.html = html; select.value = current; }
+}
+
+function renderHistory() {
+  const records = [...state.alerts.values()].sort((x, y) => (y.alert.raised_at > x.alert.raised_at ? 1 : -1));
+  const cats = new Map(); const rooms = new Map();
+  for (const r of records) {
+    cats.set(r.alert.category, titleOf({ ...r.alert, title: category(r.alert.category).title || r.alert.title }));
+    if (r.alert.location) rooms.set(r.alert.location, roomName(r.alert.location));
+  }
+  fillSelect($('filter-category'), cats, 'All sounds');
+  fillSelect($('filter-room'), rooms, 'All rooms');
+  const fc = $('filter-category').value; const fr = $('filter-room').value;
+  const shown = records.filter((r) => (!fc || r.alert.category === fc) && (!fr || r.alert.location === fr)).slice(0, 100);
+  $('history-empty').hidden = shown.length > 0;
+  $('history-empty').textContent = records.length ? 'Nothing matches these filters.' : 'Nothing has been heard yet.';
+  $('history').innerHTML = shown.map((r) => {
+    const a = r.alert; const cat = category(a.category);
+    const [text, cls] = stateText(r);
+    return `<li class="event" style="--cat:${cat.color};--cat-text:${cat.text}" data-alert-id="${escapeHtml(a.alert_id)}">
+      <span class="badge-icon">${icon(cat.icon)}</span>
+      <span><span class="title">${escapeHtml(titleOf(a))}</span><br>
+      <span class="meta">${escapeHtml(roomName(a.location))} · <time datetime="${escapeHtml(a.raised_at)}">${escapeHtml(dayTime(a.raised_at))}</time></span></span>
+      <span class="state ${cls}">${escapeHtml(text)}</span></li>`;
+  }).join('');
+}
+
+function renderNodes() {
+  const nodes = [...state.nodes.values()].sort((x, y) => `${x.site}/${x.node}`.localeCompare(`${y.site}/${y.node}`));
+  $('nodes-empty').hidden = nodes.length > 0;
+  const now = Date.now();
+  $('nodes').innerHTML = nodes.map((n) => {
+    const silentMs = now - new Date(n.last_heard).getTime();
+    const online = n.state === 'online' && silentMs <= 3 * n.heartbeat_s * 1000;
+    const word = online ? 'Online' : n.state === 'stopped' ? 'Stopped' : 'Offline';
+    const level = n.mic_dbfs == null ? '' :
+      `<label>Mic <meter min="-90" max="0" value="${Number(n.mic_dbfs)}"></meter> ${Math.round(n.mic_dbfs)} dBFS</label>`;
+    return `<li class="node" data-node="${escapeHtml(n.node)}">
+      <span class="name">${escapeHtml(roomName(n.node))}</span>
+      <span class="conn ${online ? 'on' : 'off'}">${word}</span>
+      <span class="meta"><span>${online ? 'Last heard' : 'Last report'} ${escapeHtml(ago(n.last_heard, now))}</span>${level}</span></li>`;
+  }).join('');
+}
+
+function renderServices() {
+  const agg = state.services.get('aggregator');
+  const pill = $('service');
+  if (!agg) { pill.hidden = true; return; }
+  pill.hidden = agg.state === 'online';
+  pill.className = 'pill pill-warn';
+  pill.textContent = 'Alert service is not running: sounds are not being turned into alerts';
+}
+
+function renderNotifyButton() {
+  const button = $('notify');
+  if (!('Notification' in window)) return;
+  button.hidden = Notification.permission !== 'default';
+}
+
+// -- wiring ----------------------------------------------------------------------------------
+function wire() {
+  const buttons = [$('ack'), $('false-alarm')];
+  $('ack').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'acknowledged', $('alert-status'), buttons));
+  $('false-alarm').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'false_alarm', $('alert-status'), buttons));
+  const step = (d) => {
+    const n = [...state.alerts.values()].filter(needsAttention).length;
+    state.index = (state.index + d + n) % n;
+    state.shownId = null;
+    render({ fromSnapshot: true });
+  };
+  $('alert-prev').addEventListener('click', () => step(-1));
+  $('alert-next').addEventListener('click', () => step(1));
+  $('missed-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-seen]');
+    if (button) sendFeedback(button.dataset.seen, 'acknowledged', $('quiet-detail'), [button]);
+  });
+  $('filters').addEventListener('change', renderHistory);
+  $('filters').addEventListener('submit', (e) => e.preventDefault());
+  $('notify').addEventListener('click', async () => {
+    await Notification.requestPermission();
+    renderNotifyButton();
+  });
+  $('token-form').addEventListener('submit', () => {
+    localStorage.setItem(TOKEN_KEY, $('token-input').value.trim());
+    location.reload();
+  });
+  $('main').tabIndex = -1;
+  setInterval(() => {
+    const now = new Date();
+    $('clock').textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    renderWhen();
+    if (now.getSeconds() % 5 === 0) renderNodes();
+  }, 1000);
+  $('clock').textContent = new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+async function start() {
+  takeTokenFromUrl();
+  wire();
+  renderNotifyButton();
+  if (!state.token) { askForToken(false); setLive(false, 'No access token'); return; }
+  try {
+    state.categories = (await api('/api/categories')).categories;
+  } catch (err) {
+    setLive(false, `Cannot load: ${err.message}`);
+    return;
+  }
+  connect();
+}
+
+start();
