@@ -12,7 +12,7 @@ import typer
 
 from soundalert.settings import ConfigError, load_settings
 
-__all__ = ["agent_command", "parse_start_time"]
+__all__ = ["agent_command", "parse_start_time", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +162,8 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
     asyncio.run(service.run())
     if service.failure is not None:
         raise _fail(service.failure)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agent`` to the ``soundalert`` command."""
+    app.command("agent")(agent_command)
