@@ -23,7 +23,7 @@ from schemas.messages import (
     NodeStatus,
 )
 from services.aggregator.confirm import EpisodeHits, confirming_group, sort_key
-from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
 
@@ -55,6 +55,7 @@ class Episode:
     acked_by: str | None = None
     ended_at: float | None = None
     delay_s: float | None = None
+    reason: str | None = None
     published: tuple[object, ...] = field(default_factory=tuple)
 
     def internal(self) -> dict[str, object]:
@@ -82,12 +83,14 @@ class Aggregator:
         self._pending: dict[tuple[str, str], dict[str, list[HitRow]]] = {}
         self._active: dict[tuple[str, str], Episode] = {}
         self._cooldown: dict[tuple[str, str], float] = {}
+        metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
     # -- start-up ----------------------------------------------------------------------------
     def _load(self) -> None:
         for node in self.store.nodes():
             self._nodes[(node.site, node.node)] = node
+            self.metrics.expect_node(node.site, node.node)
             self.metrics.node_up.labels(node.site, node.node).set(
                 1 if node.state == "online" else 0
             )
@@ -201,6 +204,9 @@ class Aggregator:
         if until is not None and hit.end <= until:
             self.metrics.suppressed.labels(hit.category).inc()
             return []
+        if self._explained(hit, cat):
+            self.metrics.suppressed.labels(hit.category).inc()
+            return []
         node_hits = self._pending.setdefault(key, {}).setdefault(hit.node, [])
         horizon = node.watermark - cat.confirm.within_s - self.policy.reorder_bound_s
         if node_hits and node_hits[0].end < horizon:
@@ -211,9 +217,23 @@ class Aggregator:
             insert_at -= 1
         node_hits.insert(insert_at, hit)
         self.store.add_hit(hit, now, None)
-        if confirming_group(node_hits, cat.confirm) is None:
+        if confirming_group(node_hits, cat.confirm) is None or self._held(hit, cat):
             return []
         return self._raise(key, cat, now)
+
+    def _explained(self, hit: HitRow, cat: CategoryPolicy) -> bool:
+        """A suppressing category is active at this site."""
+        return any((hit.site, other) in self._active for other in cat.suppressed_by)
+
+    def _held(self, hit: HitRow, cat: CategoryPolicy) -> bool:
+        """A suppressing category has evidence of its own within its confirmation window:
+        wait for it to confirm (or for its evidence to age out) before raising this one."""
+        for other in cat.suppressed_by:
+            window = self.policy.categories[other].confirm.within_s
+            pending = self._pending.get((hit.site, other), {})
+            if any(h.end >= hit.end - window for hits in pending.values() for h in hits):
+                return True
+        return False
 
     def _raise(self, key: tuple[str, str], cat: CategoryPolicy, now: float) -> list[Alert]:
         site, category = key
@@ -238,12 +258,21 @@ class Aggregator:
             delay_s=round(delay, 1) if delay > self.policy.delayed_after_s else None,
         )
         self._active[key] = episode
+        superseded = [
+            other
+            for (other_site, other_cat), other in list(self._active.items())
+            if other_site == site and category in self.policy.categories[other_cat].suppressed_by
+        ]
         self.metrics.alerts.labels(category, cat.priority).inc()
         self.metrics.active_alerts.labels(category).inc()
         self.metrics.detection_latency.labels(category).observe(
             max(0.0, canon.raised_at - canon.first_evidence_at)
         )
-        return [self._emit(episode, "raised", now)]
+        out = [self._emit(episode, "raised", now)]
+        for other in superseded:
+            other.reason = f"superseded by {cat.title.lower()}"
+            out.append(self._close(other, "resolved", now))
+        return out
 
     def _attach(self, episode: Episode, hit: HitRow, now: float) -> list[Alert]:
         if not episode.hits.add(hit):
@@ -320,6 +349,7 @@ class Aggregator:
                 "repeat": episode.repeat,
                 "ended_at": _dt(episode.ended_at) if episode.ended_at is not None else None,
                 "by": episode.acked_by,
+                "reason": episode.reason,
             }
         )
         episode.state = state
@@ -338,7 +368,7 @@ class Aggregator:
     def _record(self, alert: Alert) -> Alert:
         self.store.record_history(alert.alert_id, alert.state, alert.published_at.isoformat(),
                                   alert.model_dump_json())  # fmt: skip
-        self.metrics.state_changes.labels(alert.category, alert.state).inc()
+        self.metrics.state_changes.labels(alert.site, alert.category, alert.state).inc()
         return alert
 
     # -- nodes and supervision ---------------------------------------------------------------
@@ -349,6 +379,7 @@ class Aggregator:
             self._nodes[(site, name)] = node
             self._dirty.add((site, name))
             self.metrics.node_up.labels(site, name).set(1)
+            self.metrics.expect_node(site, name)
             log.info("new node %s/%s", site, name)
         return node
 
@@ -452,6 +483,9 @@ class Aggregator:
                                        feedback.at.isoformat(), now):  # fmt: skip
             return []
         self.metrics.feedback.labels(row.category, feedback.verdict).inc()
+        location = Alert.model_validate_json(row.payload).location or NO_LOCATION
+        self.metrics.feedback_by_node.labels(row.site, location, row.category,
+                                             feedback.verdict).inc()  # fmt: skip
         episode = self._active.get((row.site, row.category))
         if episode is not None and episode.alert_id == row.alert_id:
             if feedback.verdict == "false_alarm":

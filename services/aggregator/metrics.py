@@ -6,7 +6,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from soundalert import __version__
 
-__all__ = ["LATENCY_BUCKETS", "AggregatorMetrics"]
+__all__ = ["LATENCY_BUCKETS", "NO_LOCATION", "VERDICTS", "AggregatorMetrics"]
+
+VERDICTS = ("acknowledged", "confirmed", "false_alarm")
+"""Every feedback verdict, for series that start at zero (see :meth:`expect_feedback`)."""
+NO_LOCATION = "_none"
+"""``node`` label of feedback on an alert without a location (not a valid node id)."""
 
 # Processing is sub-millisecond when healthy; the objective is 5 ms at p99.
 LATENCY_BUCKETS = (
@@ -19,6 +24,7 @@ DETECTION_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 2
 class AggregatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._categories: list[str] = []
         r = self.registry
         self.events_received = Counter(
             "soundalert_events_received_total",
@@ -50,8 +56,8 @@ class AggregatorMetrics:
         )
         self.state_changes = Counter(
             "soundalert_alert_state_changes_total",
-            "Alert state changes published, by category and state.",
-            ["category", "state"],
+            "Alert state changes published, by site, category and state.",
+            ["site", "category", "state"],
             registry=r,
         )
         self.processing = Histogram(
@@ -72,6 +78,13 @@ class AggregatorMetrics:
             "soundalert_alert_feedback_total",
             "Feedback on alerts, by category and verdict.",
             ["category", "verdict"],
+            registry=r,
+        )
+        self.feedback_by_node = Counter(
+            "soundalert_alert_feedback_by_node_total",
+            "Feedback on alerts, by site, the alert's location (the node that heard it best), "
+            "category and verdict: the per-node false-alarm ratio.",
+            ["site", "node", "category", "verdict"],
             registry=r,
         )
         self.node_up = Gauge(
@@ -105,3 +118,23 @@ class AggregatorMetrics:
         Info("soundalert_build", "Build information.", registry=r).info(
             {"version": __version__, "service": "aggregator"}
         )
+
+    def expect_categories(self, priorities: dict[str, str]) -> None:
+        """Create each policy category's series at zero (category -> priority).
+
+        A counter series that first appears at 1 hides that increment from ``rate()``, and
+        series born at different times extrapolate differently: alert rates, latency quantiles
+        and false-alarm ratios of summed rates are only right when the series exist first.
+        """
+        self._categories = list(priorities)
+        for category, priority in priorities.items():
+            self.alerts.labels(category, priority)
+            self.detection_latency.labels(category)
+            for verdict in VERDICTS:
+                self.feedback.labels(category, verdict)
+
+    def expect_node(self, site: str, node: str) -> None:
+        """Create a node's feedback series at zero, for every policy category and verdict."""
+        for category in self._categories:
+            for verdict in VERDICTS:
+                self.feedback_by_node.labels(site, node, category, verdict)

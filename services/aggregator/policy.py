@@ -71,6 +71,13 @@ class CategoryPolicy(_Config):
         gt=0,
         description="Repeat an unacknowledged alert this often (wall clock); critical only.",
     )
+    suppressed_by: list[CategoryId] = Field(
+        default_factory=list,
+        description="Categories that explain this one: while one of them is active, or has "
+        "recent evidence, at the same site, this category raises nothing (an alarm clock's "
+        "'beep' inside a smoke alarm), and an alert of this category already raised is closed "
+        "as superseded when one of them is raised.",
+    )
     color: str = Field(default="#1f4e9c", description="Display and light colour.")
     icon: str = Field(default="bell", description="Display icon name.")
 
@@ -100,6 +107,14 @@ class Policy(_Config):
     )
     max_evidence: int = Field(default=50, ge=1, le=500, description="Event ids kept per alert.")
     categories: dict[CategoryId, CategoryPolicy]
+
+    @model_validator(mode="after")
+    def _suppressors_exist(self) -> Policy:
+        for name, cat in self.categories.items():
+            unknown = [s for s in cat.suppressed_by if s not in self.categories]
+            if unknown:
+                raise ValueError(f"{name}.suppressed_by names unknown categories {unknown}")
+        return self
 
     def label_index(self) -> dict[tuple[str, str], list[tuple[str, LabelRule]]]:
         """(kind, label) -> [(category, rule)], for enabled categories."""

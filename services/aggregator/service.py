@@ -73,6 +73,7 @@ class AggregatorService:
         metrics: AggregatorMetrics | None = None,
         on_alert: Callable[[Alert], None] | None = None,
         on_processed: Callable[[str, float], None] | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.settings = settings
         self.broker = BrokerUrl.parse(settings.broker)
@@ -83,6 +84,7 @@ class AggregatorService:
                                self.metrics)  # fmt: skip
         self._on_alert = on_alert
         self._on_processed = on_processed
+        self._handle_signals = handle_signals
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -94,7 +96,7 @@ class AggregatorService:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         server = None

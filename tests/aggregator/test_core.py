@@ -316,3 +316,27 @@ def test_timestamps_in_alerts_are_utc() -> None:
     agg = make_aggregator()
     [alert] = agg.handle_event(event(0, label="Glass", score=0.9), NOW)
     assert alert.published_at == datetime.fromtimestamp(NOW, UTC)
+
+
+def test_a_smoke_alarm_supersedes_an_alarm_beep_alert() -> None:
+    agg = make_aggregator()
+    beep: list[Alert] = []
+    for i in range(2):
+        beep += agg.handle_event(event(i, label="Alarm", score=0.9), NOW)
+    assert [a.category for a in beep] == ["alarm_beep"]
+    out = agg.handle_event(event(2, kind="pattern", label="t3", score=0.9), NOW)
+    assert [(a.category, a.state) for a in out] == [("smoke_alarm", "raised"),
+                                                    ("alarm_beep", "resolved")]  # fmt: skip
+    assert out[1].reason == "superseded by smoke alarm"
+    # While the smoke alarm is active, beeps raise nothing.
+    for i in range(3, 12):
+        assert agg.handle_event(event(i, label="Alarm", score=0.9), NOW) == []
+
+
+def test_pending_smoke_evidence_holds_an_alarm_beep() -> None:
+    agg = make_aggregator()
+    out: list[Alert] = []
+    for i in range(3):
+        out += agg.handle_event(event(i, label="Alarm", score=0.9, node="hall"), NOW)
+        out += agg.handle_event(event(i, score=0.5), NOW)  # smoke evidence, kitchen
+    assert [a.category for a in out] == ["smoke_alarm"]
