@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import socket
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -116,68 +115,58 @@ def aggregator(
 def up(
     broker: BrokerOpt = None,
     config: ConfigOpt = None,
+    notifier_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--notifier-config",
+            help="Notifier YAML: channels, quiet hours, escalation.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     state: StateOpt = None,
-    metrics_port: Annotated[
-        int, typer.Option("--metrics-port", help="Prometheus /metrics port (0: any free).")
-    ] = 9108,
-    mqtt_port: Annotated[
-        int, typer.Option("--mqtt-port", help="Port for the embedded broker.")
-    ] = 1883,
     policy: PolicyOpt = None,
+    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="Embedded broker port.")] = 1883,
+    ws_port: Annotated[
+        int, typer.Option("--ws-port", help="Embedded broker websockets port.")
+    ] = 9001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="/metrics port.")] = 9108,
+    web_port: Annotated[int, typer.Option("--web-port", help="Alert display port.")] = 8080,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="SOUNDALERT_TOKEN", help="Display token (default: new)."),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Add a node that replays a generated smoke alarm.")
+    ] = False,
     log_level: LogLevel = "warning",
 ) -> None:
     """Run the local stack: an embedded broker (unless --broker), the aggregator and its
-    metrics, printing alerts here as they happen."""
-    from services.aggregator.service import AggregatorService
-    from services.aggregator.settings import AggregatorSettings
-    from soundalert.broker import port_is_free, start_embedded_broker
+    metrics, the live alert display and the notifier, printing alerts here as they happen."""
+    from soundalert.stack import StackOptions, run_stack
 
     _logging(log_level)
-    if metrics_port and not port_is_free("127.0.0.1", metrics_port):
-        typer.secho(f"note: metrics port {metrics_port} is in use; using a free port instead",
-                    fg=typer.colors.YELLOW)  # fmt: skip
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            metrics_port = sock.getsockname()[1]
-
-    async def run() -> None:
-        embedded = None
-        url = broker
-        if url is None:
-            try:
-                embedded = await start_embedded_broker(port=mqtt_port)
-            except OSError as exc:
-                raise _fail(f"cannot start the embedded broker: {exc}") from None
-            url = embedded.url
-            if embedded.note:
-                typer.secho(f"note: {embedded.note}", fg=typer.colors.YELLOW)
-        try:
-            settings = load_settings(AggregatorSettings, config, broker=url, state_dir=state,
-                                     metrics_port=metrics_port, policy_file=policy)  # fmt: skip
-            service = AggregatorService(settings, on_alert=_print_alert)
-        except (ConfigError, ValueError) as exc:
-            raise _fail(str(exc)) from None
-        typer.secho(f"soundalert {__version__} is running", bold=True)
-        typer.echo(f"  MQTT broker : {url}{' (embedded)' if embedded else ''}")
-        typer.echo(f"  topics      : {settings.topic_root}/<site>/<node>/events -> "
-                   f"{settings.topic_root}/<site>/alerts")  # fmt: skip
-        typer.echo(f"  state       : {settings.database}")
-        if settings.metrics_port:
-            typer.echo(f"  metrics     : http://127.0.0.1:{settings.metrics_port}/metrics")
-        typer.echo(f"  started     : {datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}")
-        typer.echo("Alerts appear below. Ctrl-C to stop.")
-        try:
-            await service.run()
-        finally:
-            if embedded is not None:
-                await embedded.stop()
-
-    asyncio.run(run())
+    options = StackOptions(
+        broker=broker, config=config, notifier_config=notifier_config, state=state,
+        policy=policy, mqtt_port=mqtt_port, ws_port=ws_port, metrics_port=metrics_port,
+        web_port=web_port, token=token, demo=demo,
+    )  # fmt: skip
+    typer.secho(f"soundalert {__version__} is running", bold=True)
+    try:
+        asyncio.run(run_stack(options, typer.echo, _print_alert))
+    except* (ConfigError, ValueError, OSError) as group:
+        raise _fail("; ".join(str(exc) for exc in group.exceptions)) from None
 
 
-# Commands that live with their component register here, one line each.
-# --- command registrations (keep one line per component) ---
-# --- end of command registrations ---
+# Each component adds its own commands (they import this module, so they come last).
+COMPONENTS = (
+    "edge.agent.cli",
+    "edge.serial_bridge.cli",
+    "services.notifier.cli",
+    "services.web.cli",
+)
+for _component in COMPONENTS:
+    importlib.import_module(_component).register(app)
 
 
 def main() -> None:

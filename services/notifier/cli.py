@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["notifier"]
+__all__ = ["notifier", "register"]
 
 
 def notifier(
@@ -53,3 +53,8 @@ def notifier(
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     asyncio.run(service.run())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``notifier`` to the ``soundalert`` command."""
+    app.command()(notifier)
