@@ -15,6 +15,24 @@ __all__ = ["EmbeddedBroker", "port_is_free", "start_embedded_broker"]
 log = logging.getLogger(__name__)
 
 
+class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no type information
+    """amqtt's broker with retained delivery limited to the session's own subscriptions.
+
+    amqtt 0.12, on every CONNECT, replays retained messages for *every* subscription filter
+    any client holds (it loops over the broker-wide subscription table), so a client that
+    subscribed to alerts also received every node's retained status. A retained message is
+    only due to a session that holds a matching subscription (MQTT 3.1.1, 3.3.1.3).
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        holders = self._subscriptions.get(subscription[0], ())
+        if not any(holder is session for holder, _ in holders):
+            return
+        await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -70,7 +88,7 @@ async def start_embedded_broker(
         "listeners": listeners,
         "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     }
-    broker = Broker(config)
+    broker = _Broker(config)
     await broker.start()
     if note:
         log.info("%s", note)
