@@ -76,10 +76,14 @@ async def run_stack(
             on_alert=on_alert, handle_signals=False,
         )  # fmt: skip
         state_dir = aggregator.settings.state_dir
+        # The phone agent page (/agent) reaches the embedded broker's websocket listener on
+        # the host the page was opened with.
+        ws = f"ws://{{host}}:{embedded.ws_port}/" if embedded and embedded.ws_port else None
         web = WebService(
             load_settings(WebSettings, None, broker=url, state_dir=state_dir,
                           port=free_port_near(options.web_port), token=options.token,
-                          policy_file=options.policy, client_id="soundalert-web"),
+                          policy_file=options.policy, client_id="soundalert-web",
+                          agent_broker_ws=ws),
             handle_signals=False,
         )  # fmt: skip
         notifier = NotifierService(
@@ -118,6 +122,8 @@ async def _run(
         if embedded and embedded.ws_port:
             say(f"  MQTT websocket: ws://{embedded.host}:{embedded.ws_port}/")
         say(f"  alert display : {web.url}?token={web.token}")
+        if web.settings.agent_broker_ws:
+            say(f"  phone agent   : {web.url}agent?token={web.token}")
         say(f"  metrics       : http://127.0.0.1:{settings.metrics_port}/metrics")
         say(f"  events topic  : {settings.topic_root}/<site>/<node>/events")
         say(f"  state         : {settings.state_dir}")

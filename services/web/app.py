@@ -26,11 +26,19 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from schemas.common import utc_now
 from schemas.messages import Feedback, Verdict
+from services.web.agent import (
+    BUILD_HINT,
+    CLASS_MAP_FILE,
+    MODEL_FILE,
+    AgentConfig,
+    agent_page_html,
+    missing_vendor_files,
+)
 from services.web.auth import Auth, Grant, bearer_token
 from services.web.core import WebCore, alert_record, node_record
 from services.web.hub import Hub
@@ -78,6 +86,7 @@ class WebContext:
     keepalive_s: float = 15.0
     clock: Callable[[], float] = time.time
     secure_cookie: bool = False
+    agent: AgentConfig | None = None
 
 
 def _error(status: int, reason: str, message: str, **headers: str) -> JSONResponse:
@@ -123,8 +132,22 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
             return None, refuse("forbidden_site", 403, f"this token does not grant site {site!r}")
         return [site], None
 
-    # -- the page ----------------------------------------------------------------------------
+    # -- the pages ---------------------------------------------------------------------------
     async def index(request: Request) -> Response:
+        return page(request, "index.html", "/")
+
+    async def agent_page(request: Request) -> Response:
+        if ctx.agent is not None and (missing := missing_vendor_files(ctx.agent.vendor_dir)):
+            log.error("/agent unavailable: %s (missing %s)", BUILD_HINT, ", ".join(missing))
+            return HTMLResponse(
+                "<!doctype html><meta charset=utf-8><title>soundalert: phone agent unavailable"
+                f"</title><p>This server cannot offer the phone agent yet: {BUILD_HINT}.",
+                status_code=503, headers=_NO_STORE,
+            )  # fmt: skip
+        return page(request, None, "/agent")
+
+    def page(request: Request, name: str | None, action: str) -> Response:
+        """The display (``name``) or, for ``None``, the agent page, behind the token."""
         query_token = request.query_params.get("token")
         grant = (
             auth.check_token(query_token)
@@ -133,12 +156,21 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         )
         if grant is None:
             metrics.requests_rejected.labels("unauthorized").inc()
-            page = (PAGES_DIR / "login.html").read_text(encoding="utf-8")
+            login = (PAGES_DIR / "login.html").read_text(encoding="utf-8")
             wrong = "true" if (query_token or request.cookies.get(COOKIE)) else "false"
-            page = page.replace('data-wrong="false"', f'data-wrong="{wrong}"')
-            return HTMLResponse(page, status_code=401, headers={**_NO_STORE,
+            login = login.replace('data-wrong="false"', f'data-wrong="{wrong}"')
+            login = login.replace('action="/"', f'action="{action}"')
+            return HTMLResponse(login, status_code=401, headers={**_NO_STORE,
                                 "WWW-Authenticate": "Bearer"})  # fmt: skip
-        response = FileResponse(PAGES_DIR / "index.html", headers=_NO_STORE)
+        response: Response
+        if name is None:
+            html = agent_page_html(
+                (PAGES_DIR / "index.html").read_text(encoding="utf-8"),
+                (PAGES_DIR / "agent-panel.html").read_text(encoding="utf-8"),
+            )
+            response = HTMLResponse(html, headers=_NO_STORE)
+        else:
+            response = FileResponse(PAGES_DIR / name, headers=_NO_STORE)
         if query_token:
             response.set_cookie(COOKIE, query_token, max_age=_COOKIE_AGE_S, httponly=True,
                                 samesite="strict", secure=ctx.secure_cookie)  # fmt: skip
@@ -236,6 +268,22 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         return JSONResponse({"feedback": feedback.model_dump(mode="json", by_alias=True)},
                             status_code=202, headers=_NO_STORE)  # fmt: skip
 
+    async def agent_config(request: Request) -> Response:
+        grant = api_grant(request)
+        if grant is None:
+            return unauthorized()
+        if ctx.agent is None:
+            return refuse("not_configured", 404, "this server offers no phone agent")
+        doc = ctx.agent.document(request.url.hostname, grant.scope())
+        return JSONResponse(doc, headers=_NO_STORE)
+
+    async def agent_model(request: Request) -> Response:
+        name = request.path_params["name"]
+        if ctx.agent is None or name not in {MODEL_FILE, CLASS_MAP_FILE}:
+            return _error(404, "not_found", f"no model file {name!r}")
+        media = "text/csv" if name.endswith(".csv") else "application/octet-stream"
+        return FileResponse(ctx.agent.model_dir / name, media_type=media)
+
     async def stream_ticket(request: Request) -> Response:
         grant = api_grant(request)
         if grant is None:
@@ -282,9 +330,11 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={**_NO_STORE, "X-Accel-Buffering": "no"})  # fmt: skip
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", index),
         Route("/index.html", index),
+        Route("/agent", agent_page),
+        Route("/agent/model/{name}", agent_model),
         Route("/manifest.webmanifest", manifest),
         Route("/healthz", health),
         Route("/api/categories", get_categories),
@@ -293,6 +343,12 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         Route("/api/nodes", get_nodes),
         Route("/api/stream/ticket", stream_ticket, methods=["POST"]),
         Route("/api/stream", stream),
+        Route("/api/agent/config", agent_config),
+    ]
+    if ctx.agent is not None:
+        vendor = StaticFiles(directory=ctx.agent.vendor_dir, check_dir=False)
+        routes.append(Mount("/static/vendor", vendor, name="vendor"))
+    routes += [
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes)

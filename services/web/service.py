@@ -27,6 +27,7 @@ from schemas.decode import Rejected
 from schemas.messages import Feedback, NodeState, NodeStatus
 from schemas.topics import SERVICES_LEVEL, Topics
 from services.aggregator.policy import Policy, load_policy
+from services.web.agent import BUILD_HINT, AgentConfig, missing_vendor_files
 from services.web.app import BrokerUnavailableError, WebContext, build_app
 from services.web.auth import Auth
 from services.web.core import WebCore
@@ -91,6 +92,7 @@ class WebService:
             publish_feedback=self.publish_feedback,
             connected=lambda: self._client is not None,
             keepalive_s=settings.keepalive_s,
+            agent=_agent_config(settings),
         )
         self.app = build_app(self.context)
         self.port: int | None = None
@@ -136,6 +138,9 @@ class WebService:
                     log.warning("no token configured; this run's token is %s -- open %s?token=%s",
                                 self.token, self.url, self.token)  # fmt: skip
                 log.info("alert display on %s", self.url)
+                if missing := missing_vendor_files():
+                    log.warning("/agent is unavailable: %s (missing %s)", BUILD_HINT,
+                                ", ".join(missing))  # fmt: skip
                 stopped = asyncio.ensure_future(self._stop.wait())
                 await asyncio.wait({stopped, http}, return_when=asyncio.FIRST_COMPLETED)
                 stopped.cancel()
@@ -264,6 +269,18 @@ class WebService:
                                      qos=1)  # fmt: skip
         except (aiomqtt.MqttError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"the broker did not take it: {exc}") from exc
+
+
+def _agent_config(settings: WebSettings) -> AgentConfig:
+    password = settings.agent_broker_password
+    return AgentConfig(
+        broker_ws=settings.agent_broker_ws,
+        topic_root=settings.topic_root,
+        heartbeat_s=settings.agent_heartbeat_s,
+        keepalive_s=settings.agent_keepalive_s,
+        username=settings.agent_broker_username,
+        password=password.get_secret_value() if password is not None else None,
+    )
 
 
 def _timestamp(text: str) -> float:

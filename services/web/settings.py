@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from schemas.common import ID_PATTERN
 from schemas.topics import DEFAULT_ROOT
+from services.web.agent import check_ws_url
 from soundalert.mqtt import BrokerUrl
 from soundalert.settings import ServiceSettings
 
@@ -63,12 +64,39 @@ class WebSettings(ServiceSettings):
     keepalive_s: float = Field(
         default=15.0, gt=0, le=300, description="Seconds between keep-alives on the live stream."
     )
+    agent_broker_ws: str | None = Field(
+        default=None,
+        description="MQTT-over-WebSocket URL the phone agent page (/agent) publishes to, e.g. "
+        "wss://hub.example/mqtt or ws://{host}:9001/ ({host}: the host name the page was opened "
+        "with). Unset: /agent says that no broker websocket is configured.",
+    )
+    agent_broker_username: str | None = Field(
+        default=None, description="MQTT user name handed to phone agents that hold a valid token."
+    )
+    agent_broker_password: SecretStr | None = Field(
+        default=None, description="MQTT password handed to phone agents that hold a valid token."
+    )
+    agent_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds between a phone agent's status heartbeats."
+    )
+    agent_keepalive_s: int = Field(
+        default=20,
+        ge=5,
+        le=300,
+        description="MQTT keep-alive of phone agents: the broker fires their last will about "
+        "1.5 x this after a phone goes silent without closing its socket.",
+    )
 
     @field_validator("broker")
     @classmethod
     def _broker_parses(cls, value: str) -> str:
         BrokerUrl.parse(value)
         return value
+
+    @field_validator("agent_broker_ws")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_ws_url(value)
 
     @field_validator("token")
     @classmethod
