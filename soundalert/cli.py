@@ -164,6 +164,8 @@ COMPONENTS = (
     "edge.serial_bridge.cli",
     "services.notifier.cli",
     "services.web.cli",
+    "soundalert.health",
+    "soundalert.nodes",
 )
 for _component in COMPONENTS:
     importlib.import_module(_component).register(app)

@@ -31,16 +31,22 @@ def test_feedback_counts_by_the_alerts_location_and_series_start_at_zero() -> No
     for verdict in ("acknowledged", "confirmed", "false_alarm"):
         labels = {"site": "home", "node": "hall", "category": "glass_break", "verdict": verdict}
         assert _sample(agg, by_node, **labels) == 0, verdict
-        assert _sample(agg, "soundalert_alert_feedback_total", category="glass_break",
-                       verdict=verdict) == 0  # fmt: skip
+        assert (
+            _sample(agg, "soundalert_alert_feedback_total", category="glass_break", verdict=verdict)
+            == 0
+        )
 
     [alert] = agg.handle_event(event(0, label=GLASS, score=0.9, node="hall"), NOW)
     assert alert.location == "hall"
     feedback = Feedback(alert_id=alert.alert_id, verdict="false_alarm", by="anna", at=T0)
     agg.handle_feedback(feedback, "home", NOW + 1)
     agg.handle_feedback(feedback, "home", NOW + 2)  # the same feedback again: not counted
-    false_alarm = {"site": "home", "node": "hall", "category": "glass_break",
-                   "verdict": "false_alarm"}  # fmt: skip
+    false_alarm = {
+        "site": "home",
+        "node": "hall",
+        "category": "glass_break",
+        "verdict": "false_alarm",
+    }
     assert _sample(agg, by_node, **false_alarm) == 1
     assert _sample(agg, by_node, **{**false_alarm, "node": "kitchen"}) is None
 
@@ -48,5 +54,13 @@ def test_feedback_counts_by_the_alerts_location_and_series_start_at_zero() -> No
 def test_state_changes_carry_the_site() -> None:
     agg = make_aggregator()
     agg.handle_event(event(0, label=GLASS, score=0.9, site="flat"), NOW)
-    assert _sample(agg, "soundalert_alert_state_changes_total", site="flat",
-                   category="glass_break", state="raised") == 1  # fmt: skip
+    assert (
+        _sample(
+            agg,
+            "soundalert_alert_state_changes_total",
+            site="flat",
+            category="glass_break",
+            state="raised",
+        )
+        == 1
+    )
