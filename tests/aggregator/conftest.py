@@ -18,6 +18,7 @@ from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
 from soundalert.mqtt import BrokerUrl, make_client
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.policy import quick_policy_file
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> Aggre
         broker=mosquitto.url("service"),
         topic_root=topic_root,
         state_dir=tmp_path / "state",
+        policy_file=quick_policy_file(tmp_path / "policy"),
         tick_s=0.2,
         client_id=f"agg-{uuid.uuid4().hex[:8]}",
         metrics_port=free_port(),

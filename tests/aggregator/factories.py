@@ -8,8 +8,9 @@ from pathlib import Path
 from schemas.messages import ClassificationEvent, NodeStatus
 from services.aggregator.core import Aggregator
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.policy import load_policy
+from services.aggregator.policy import Policy
 from services.aggregator.store import Store
+from tests.support.policy import quick_policy
 
 __all__ = ["SMOKE", "T0", "event", "make_aggregator", "status"]
 
@@ -56,5 +57,6 @@ def status(
     )  # fmt: skip
 
 
-def make_aggregator(path: Path | str = ":memory:") -> Aggregator:
-    return Aggregator(load_policy(), Store(path), AggregatorMetrics())
+def make_aggregator(path: Path | str = ":memory:", policy: Policy | None = None) -> Aggregator:
+    """An aggregator on the test policy (:mod:`tests.support.policy`) unless one is given."""
+    return Aggregator(policy or quick_policy(), Store(path), AggregatorMetrics())

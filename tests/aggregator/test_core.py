@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schemas import Reason, Rejected
 from schemas.messages import Alert, Feedback
 from services.aggregator.core import NODE_OFFLINE, NODE_ONLINE
+from services.aggregator.policy import load_policy
 from tests.aggregator.factories import T0, event, make_aggregator, status
 
 NOW = T0.timestamp() + 5.0  # wall clock a few seconds after the sound, as live
@@ -49,11 +50,33 @@ def test_below_threshold_and_disabled_categories_never_alert() -> None:
 
 
 def test_one_pattern_detection_confirms_on_its_own() -> None:
-    agg = make_aggregator()
+    agg = make_aggregator(policy=load_policy())  # the shipped weights
     [alert] = agg.handle_event(event(0, kind="pattern", label="t3", score=0.9), NOW)
     assert alert.category == "smoke_alarm"
     [co] = agg.handle_event(event(0, kind="pattern", label="t4", score=0.9, node="hall"), NOW)
     assert co.category == "co_alarm"
+
+
+def test_shipped_smoke_rule_needs_a_sustained_sound_from_yamnet_alone() -> None:
+    """A burst (a CO alarm's four chirps, an appliance beep) scores a few windows; a smoke alarm
+    keeps sounding. YAMNet alone confirms on 6 windows within 10 s, flicker allowed."""
+    agg = make_aggregator(policy=load_policy())
+    for i in range(5):  # 2.4 s of windows
+        assert agg.handle_event(event(i), NOW) == []
+    for i in range(5, 12):  # quiet: the burst ages out of the 10 s span
+        assert agg.handle_event(event(i, label="Speech"), NOW) == []
+    for i in range(30, 40, 2):  # a T3 pattern's flicker: every other window scores
+        assert agg.handle_event(event(i), NOW) == []
+    [alert] = agg.handle_event(event(40), NOW)
+    assert (alert.category, alert.raised_at) == ("smoke_alarm", event(40).window_end)
+    assert alert.first_evidence_at == event(30).window_start
+
+
+def test_shipped_doorbell_needs_two_windows() -> None:
+    agg = make_aggregator(policy=load_policy())
+    assert agg.handle_event(event(0, label="Doorbell"), NOW) == []
+    [alert] = agg.handle_event(event(2, label="Ding-dong"), NOW)
+    assert alert.category == "doorbell"
 
 
 def test_short_sounds_confirm_on_one_window() -> None:

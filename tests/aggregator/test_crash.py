@@ -31,9 +31,10 @@ async def _start(settings: AggregatorSettings) -> asyncio.subprocess.Process:
         "SOUNDALERT_CLIENT_ID": settings.client_id,
         "SOUNDALERT_TICK_S": "0.2",
     }
+    policy = ["--policy", str(settings.policy_file)] if settings.policy_file else []
     process = await asyncio.create_subprocess_exec(
         SOUNDALERT, "aggregator", "--broker", settings.broker, "--state",
-        str(settings.state_dir), "--log-level", "info",
+        str(settings.state_dir), "--log-level", "info", *policy,
         env=env, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stderr is not None

@@ -32,6 +32,7 @@ from tests.notifier.support import (
     running_notifier,
 )
 from tests.support.mosquitto import Mosquitto
+from tests.support.policy import quick_policy_file
 
 _JINJA = jinja2.Environment(autoescape=False)  # noqa: S701 - renders sensor states, not HTML
 
@@ -86,7 +87,9 @@ async def test_discovery_sensors_follow_the_alert_and_node_state(
 ) -> None:
     url = mosquitto.url("service")
     topics = Topics(topic_root)
+    # The quick test policy: one Doorbell window confirms (the shipped policy needs two).
     agg = AggregatorSettings(broker=url, topic_root=topic_root, state_dir=tmp_path / "agg",
+                             policy_file=quick_policy_file(tmp_path / "policy"),
                              tick_s=0.2, client_id=f"agg-{uuid.uuid4().hex[:8]}")  # fmt: skip
     settings = NotifierSettings.model_validate({
         "broker": url, "topic_root": topic_root, "state_dir": tmp_path / "notifier",

@@ -12,6 +12,7 @@ import pytest
 from services.aggregator.settings import AggregatorSettings
 from services.notifier.config import NotifierSettings
 from tests.support.mosquitto import Mosquitto
+from tests.support.policy import quick_policy_file
 
 NotifierFactory = Callable[..., NotifierSettings]
 
@@ -42,6 +43,7 @@ def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> Aggre
         broker=mosquitto.url("service"),
         topic_root=topic_root,
         state_dir=tmp_path / "aggregator",
+        policy_file=quick_policy_file(tmp_path / "policy"),
         tick_s=0.2,
         client_id=f"agg-{uuid.uuid4().hex[:8]}",
     )
