@@ -7,6 +7,13 @@ Delivery guarantees:
   to SQLite, so a crash makes the broker redeliver them to our persistent session;
 * outbound alerts are written to an outbox table in the same transaction as the state change
   and deleted once the broker acknowledged them, so a crash or an outage never loses one.
+
+Inbound acknowledgements never wait for outbound ones: a batch is acknowledged as soon as its
+effects (outbox rows included) are committed, and the committed outbox is published on a second
+connection of its own. Waiting for the PUBACK of an alert would stall every event behind it, and
+on a shared connection even the PUBACK alone stalls the inbound stream: the aggregator has
+nothing to send back for it, so its TCP acknowledgement is delayed, and a broker with Nagle's
+algorithm on (Mosquitto's default) holds the next events until that acknowledgement arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +39,7 @@ from services.aggregator.core import Aggregator
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.store import Store
+from services.aggregator.store import Publication, Store
 from soundalert import __version__
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
 
@@ -39,6 +48,7 @@ __all__ = ["AggregatorService"]
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 256
+_MAX_SENDING = 8  # alert messages awaiting their PUBACK at once (aiomqtt warns above 10)
 _TRUNCATE = 200
 
 
@@ -85,10 +95,15 @@ class AggregatorService:
         self._on_alert = on_alert
         self._on_processed = on_processed
         self._handle_signals = handle_signals
-        self._client: aiomqtt.Client | None = None
-        self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
-        self.metrics.outbox.set(len(self.store.pending_publications()))
+        # Outbox rows written since the last commit, and committed rows not yet handed to the
+        # broker in this session; batches whose messages wait for those to be sent.
+        self._staged: list[Publication] = []
+        self._outbox: deque[Publication] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._unsent_batches: list[list[_Received]] = []
+        self._pending = len(self.store.pending_publications())
+        self.metrics.outbox.set(self._pending)
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,9 +124,10 @@ class AggregatorService:
         try:
             async with asyncio.TaskGroup() as group:
                 mqtt_task = group.create_task(self._mqtt())
+                outbound = group.create_task(self._mqtt_out())
                 ticker = group.create_task(self._ticker())
                 await self._stop.wait()
-                await _cancel_until_done([mqtt_task, ticker])
+                await _cancel_until_done([mqtt_task, outbound, ticker])
         finally:
             if server is not None:
                 server.shutdown()
@@ -139,10 +155,18 @@ class AggregatorService:
                                persistent=True, manual_ack=True)  # fmt: skip
 
         def lost(_problem: str) -> None:
-            self._client = None
             self.metrics.mqtt_connected.set(0)
 
         await run_forever(self.broker, connect, self._session, on_disconnect=lost)
+
+    async def _mqtt_out(self) -> None:
+        """The outbound connection: publishes the committed outbox, nothing else."""
+
+        def connect() -> aiomqtt.Client:
+            # A clean session: what is not yet acknowledged stays in the outbox table.
+            return make_client(self.broker, f"{self.settings.client_id}-out")
+
+        await run_forever(self.broker, connect, self._publish_session)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         status_topic = self.topics.service_status("aggregator")
@@ -152,16 +176,13 @@ class AggregatorService:
                  (self.topics.all_feedback, 1)]
             )  # fmt: skip
             await client.publish(status_topic, self._status("online"), qos=1, retain=True)
-            self._client = client
             self.metrics.mqtt_connected.set(1)
             log.info("subscribed under %s/; aggregator ready", self.topics.root)
-            await self._flush(client, [])  # anything committed while we were away
-            batch: list[_Received] = []
-            async for message in client.messages:
-                batch.append(self._handle(message))
-                if len(client.messages) == 0 or len(batch) >= _MAX_BATCH:
-                    await self._flush(client, batch)
-                    batch = []
+            heartbeat = asyncio.create_task(self._heartbeat(client, status_topic))
+            try:
+                await self._consume(client)
+            finally:
+                heartbeat.cancel()
         except asyncio.CancelledError:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2):
@@ -169,8 +190,71 @@ class AggregatorService:
                                          retain=True)  # fmt: skip
             raise
         finally:
-            self._client = None
             self.metrics.mqtt_connected.set(0)
+
+    async def _heartbeat(self, client: aiomqtt.Client, topic: str) -> None:
+        """Re-publish the retained online status on the connection that carries the will, so
+        a reader can tell a live aggregator from a stale retained message."""
+        while True:
+            await asyncio.sleep(self.settings.status_heartbeat_s)
+            try:
+                await client.publish(topic, self._status("online"), qos=1, retain=True)
+            except aiomqtt.MqttError:
+                return  # the connection is gone; the session ends and reconnects
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        batch: list[_Received] = []
+        async for message in client.messages:
+            batch.append(self._handle(message))
+            if len(client.messages) == 0 or len(batch) >= _MAX_BATCH:
+                self._commit_and_ack(client, batch)
+                batch = []
+
+    async def _publish_session(self, client: aiomqtt.Client) -> None:
+        self._commit()
+        # Everything committed and not yet acknowledged by the broker, in order: what was
+        # committed while we were away, or sent on a connection that broke.
+        self._outbox = deque(self.store.pending_publications())
+        self._pending = len(self._outbox)
+        self.metrics.outbox.set(self._pending)
+        self._outbox_ready.set()
+        try:
+            await self._publish_outbox(client)
+        except BaseExceptionGroup as errors:
+            # run_forever reconnects on MqttError; let a lost connection reach it as such.
+            lost, other = errors.split(aiomqtt.MqttError)
+            if lost is not None and other is None:
+                raise _first(lost) from None
+            raise
+
+    async def _publish_outbox(self, client: aiomqtt.Client) -> None:
+        """Publish committed alert messages in commit order, a few awaiting PUBACK at a time."""
+        sending: set[asyncio.Task[None]] = set()
+        async with asyncio.TaskGroup() as sends:
+            while True:
+                await self._outbox_ready.wait()
+                self._outbox_ready.clear()
+                while self._outbox:
+                    if len(sending) >= _MAX_SENDING:
+                        await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    task = sends.create_task(self._send(client, self._outbox.popleft()))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                # Tasks start in creation order: after this yield each send has handed its
+                # message to the client (same order on the wire) and waits for the PUBACK.
+                await asyncio.sleep(0)
+                sent, self._unsent_batches = self._unsent_batches, []
+                for batch in sent:
+                    self._processed(batch)
+
+    async def _send(self, client: aiomqtt.Client, publication: Publication) -> None:
+        await client.publish(publication.topic, publication.payload, qos=1,
+                             retain=publication.retain)  # fmt: skip
+        self.store.published([publication.id])
+        self.store.commit()
+        self._pending -= 1
+        self.metrics.outbox.set(self._pending)
 
     async def _ticker(self) -> None:
         while True:
@@ -179,16 +263,11 @@ class AggregatorService:
                 self._enqueue(self.core.tick(time.time()))
             except Exception:  # a bug in one duty must not stop supervision for good
                 log.exception("supervision tick failed")
-            client = self._client
-            if client is not None:
-                try:
-                    await self._flush(client, [])
-                except aiomqtt.MqttError as exc:
-                    log.warning("could not publish from the ticker: %s", exc)
-            else:
-                async with self._lock:
-                    self.core.flush()
-                    self.store.commit()
+            self._commit()
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except sqlite3.Error as exc:
+                log.warning("SQLite checkpoint failed (will retry): %s", exc)
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, message: aiomqtt.Message) -> _Received:
@@ -234,37 +313,50 @@ class AggregatorService:
 
     def _enqueue(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            self.store.enqueue(self.topics.alerts(alert.site), alert.to_json(), retain=False)
+            self._staged.append(self.store.enqueue(self.topics.alerts(alert.site),
+                                                   alert.to_json(), retain=False))  # fmt: skip
             state = self.core.category_state(alert.site, alert.category, alert,
                                              alert.published_at.timestamp())  # fmt: skip
-            self.store.enqueue(self.topics.alert_state(alert.site, alert.category),
-                               state.to_json(), retain=True)  # fmt: skip
+            self._staged.append(self.store.enqueue(
+                self.topics.alert_state(alert.site, alert.category), state.to_json(), retain=True
+            ))  # fmt: skip
             log.info("alert %s %s %s at %s (%s)", alert.alert_id, alert.category, alert.state,
                      alert.location, alert.site)  # fmt: skip
             if self._on_alert is not None:
                 self._on_alert(alert)
 
-    async def _flush(self, client: aiomqtt.Client, batch: list[_Received]) -> None:
-        """Commit, publish what the commit queued, then acknowledge the batch."""
-        async with self._lock:
-            self.core.flush()
-            self.store.commit()
-            pending = self.store.pending_publications()
-            if pending:
-                done: list[int] = []
-                try:
-                    for publication in pending:
-                        await client.publish(publication.topic, publication.payload, qos=1,
-                                             retain=publication.retain)  # fmt: skip
-                        done.append(publication.id)
-                finally:
-                    self.store.published(done)
-                    self.store.commit()
-                    self.metrics.outbox.set(len(pending) - len(done))
+    def _commit(self) -> bool:
+        """Commit; hand what the commit queued to the outbox publisher. True if it queued any."""
+        self.core.flush()
+        self.store.commit()
+        if not self._staged:
+            return False
+        self._pending += len(self._staged)
+        self.metrics.outbox.set(self._pending)
+        self._outbox.extend(self._staged)
+        self._staged.clear()
+        self._outbox_ready.set()
+        return True
+
+    def _commit_and_ack(self, client: aiomqtt.Client, batch: list[_Received]) -> None:
+        """Commit the batch's effects, then acknowledge its messages."""
+        queued = self._commit()
+        for item in batch:
+            ack(client, item.message)
+        if queued:  # processed once the publisher has sent the batch's alerts
+            self._unsent_batches.append(batch)
+        else:
+            self._processed(batch)
+
+    def _processed(self, batch: list[_Received]) -> None:
         finished = time.perf_counter()
         wall = time.time()
         for item in batch:
-            ack(client, item.message)
             self.metrics.processing.observe(finished - item.started)
             if self._on_processed is not None and item.event_id is not None:
                 self._on_processed(item.event_id, wall)
+
+
+def _first(errors: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
+    error = errors.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error

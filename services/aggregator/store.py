@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from typing import Any
 __all__ = ["AlertRow", "HitRow", "NodeRow", "Publication", "Store"]
 
 SCHEMA_VERSION = 1
+
+# A checkpoint copies the WAL into the database file and fsyncs it: milliseconds that would stall
+# the event loop every few hundred commits. The service runs checkpoints from a worker thread
+# (Store.checkpoint); this high automatic threshold only bounds the WAL should that stop.
+_AUTOCHECKPOINT_PAGES = 10_000
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,6 +131,9 @@ class Store:
         # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash or power
         # loss can lose the last commits.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
         self._db.executescript(_DDL)
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -134,10 +143,27 @@ class Store:
         self.salt: str = self._db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
 
     def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._db.close()
 
     def commit(self) -> None:
         self._db.commit()
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL frames into the database file without blocking the writer.
+
+        Safe to call from another thread (it uses its own connection), which is how the service
+        keeps checkpoint I/O off its event loop. Durability does not depend on it.
+        """
+        if self.path is None:
+            return
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(str(self.path), check_same_thread=False)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- nodes -------------------------------------------------------------------------------
     def nodes(self) -> list[NodeRow]:
@@ -286,11 +312,14 @@ class Store:
         return cursor.rowcount == 1
 
     # -- publication outbox ------------------------------------------------------------------
-    def enqueue(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        self._db.execute(
+    def enqueue(self, topic: str, payload: bytes, *, retain: bool) -> Publication:
+        """Queue a publication (in the current transaction); the service sends it once committed."""
+        cursor = self._db.execute(
             "INSERT INTO outbox (topic, payload, retain) VALUES (?,?,?)",
             (topic, payload, int(retain)),
         )
+        assert cursor.lastrowid is not None
+        return Publication(cursor.lastrowid, topic, payload, retain)
 
     def pending_publications(self) -> list[Publication]:
         return [

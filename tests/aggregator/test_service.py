@@ -247,3 +247,26 @@ async def test_service_publishes_its_own_status(
                 assert message.retain
                 assert NodeStatus.model_validate_json(message.payload).state == "stopped"
                 break
+
+
+async def test_service_status_is_a_heartbeat(
+    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+) -> None:
+    topics = Topics(agg_settings.topic_root)
+    settings = agg_settings.model_copy(update={"status_heartbeat_s": 0.3})
+    async with (
+        running(AggregatorService(settings)),
+        make_client(BrokerUrl.parse(mosquitto.url("service")), "beat-reader") as client,
+    ):
+        await client.subscribe(topics.service_status("aggregator"), qos=1)
+        seen: list[float] = []
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                status = NodeStatus.model_validate_json(message.payload)
+                assert status.state == "online"
+                seen.append(status.at.timestamp())
+                if len(seen) == 4:
+                    break
+    assert seen == sorted(seen)
+    assert len(set(seen)) == 4, "each heartbeat carries a fresh timestamp"
