@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sqlite3
 import time
 from collections import deque
@@ -29,9 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiomqtt
-from prometheus_client import start_http_server
 
-from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
 from schemas.messages import Alert, ClassificationEvent, Feedback, NodeState, NodeStatus
 from schemas.topics import Topics
@@ -40,7 +37,12 @@ from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Publication, Store
-from soundalert import __version__
+from soundalert.lifecycle import (
+    cancel_until_done,
+    handle_signals,
+    metrics_server,
+    service_status,
+)
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
 
 __all__ = ["AggregatorService"]
@@ -50,19 +52,6 @@ log = logging.getLogger(__name__)
 _MAX_BATCH = 256
 _MAX_SENDING = 8  # alert messages awaiting their PUBACK at once (aiomqtt warns above 10)
 _TRUNCATE = 200
-
-
-async def _cancel_until_done(tasks: list[asyncio.Task[None]], grace_s: float = 3.0) -> None:
-    """Cancel, and cancel again if a task is still running after ``grace_s``.
-
-    Python 3.11's ``asyncio.wait_for`` (used inside aiomqtt) can swallow a cancellation that
-    races with the awaited result; a single ``cancel()`` could then leave the service running
-    after SIGTERM.
-    """
-    while pending := [task for task in tasks if not task.done()]:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=grace_s)
 
 
 @dataclass(slots=True)
@@ -110,41 +99,25 @@ class AggregatorService:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        server = None
-        if self.settings.metrics_port is not None:
-            server, _ = start_http_server(
-                self.settings.metrics_port, self.settings.metrics_host, self.metrics.registry
-            )
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
-                     server.server_port)  # fmt: skip
-        try:
-            async with asyncio.TaskGroup() as group:
-                mqtt_task = group.create_task(self._mqtt())
-                outbound = group.create_task(self._mqtt_out())
-                ticker = group.create_task(self._ticker())
-                await self._stop.wait()
-                await _cancel_until_done([mqtt_task, outbound, ticker])
-        finally:
-            if server is not None:
-                server.shutdown()
-            self.store.commit()
-            self.store.close()
-            log.info("aggregator stopped")
+        if self._handle_signals:
+            handle_signals(self.stop)
+        with metrics_server(self.settings.metrics_port, self.settings.metrics_host,
+                            self.metrics.registry):  # fmt: skip
+            try:
+                async with asyncio.TaskGroup() as group:
+                    mqtt_task = group.create_task(self._mqtt())
+                    outbound = group.create_task(self._mqtt_out())
+                    ticker = group.create_task(self._ticker())
+                    await self._stop.wait()
+                    await cancel_until_done([mqtt_task, outbound, ticker])
+            finally:
+                self.store.commit()
+                self.store.close()
+                log.info("aggregator stopped")
 
     def _status(self, state: NodeState) -> bytes:
-        return NodeStatus(
-            site="_services",
-            node="aggregator",
-            state=state,
-            at=utc_now(),
-            heartbeat_s=self.settings.status_heartbeat_s,
-            software=f"soundalert-aggregator {__version__}",
-            capabilities=["fusion", "supervision"],
-        ).to_json()
+        return service_status("aggregator", state, heartbeat_s=self.settings.status_heartbeat_s,
+                              capabilities=["fusion", "supervision"])  # fmt: skip
 
     async def _mqtt(self) -> None:
         will = aiomqtt.Will(self.topics.service_status("aggregator"), self._status("offline"),

@@ -16,17 +16,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from collections.abc import Iterable
 
 import aiohttp
 import aiomqtt
-from prometheus_client import start_http_server
 
-from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
-from schemas.messages import Alert, NodeState, NodeStatus
+from schemas.messages import Alert, NodeState
 from schemas.topics import ParsedTopic, Topics
 from services.aggregator.policy import Policy, load_policy
 from services.homeassistant.discovery import Discovery
@@ -42,6 +39,12 @@ from services.notifier.core import Decision, NotifierCore
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.store import Store
 from soundalert import __version__
+from soundalert.lifecycle import (
+    cancel_until_done,
+    handle_signals,
+    metrics_server,
+    service_status,
+)
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
 
 __all__ = ["NotifierService"]
@@ -109,58 +112,41 @@ class NotifierService:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        server = None
-        if self.settings.metrics_port is not None:
-            server, _ = start_http_server(
-                self.settings.metrics_port, self.settings.metrics_host, self.metrics.registry
-            )
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
-                     server.server_port)  # fmt: skip
-        self._http = aiohttp.ClientSession()
-        try:
-            for queued in self.store.queued():  # undelivered before a restart
-                worker = self.workers.get(queued.delivery.channel_key)
-                if worker is None:
-                    log.warning("dropping a queued notification for %s: no such channel now",
-                                queued.delivery.channel_key)  # fmt: skip
-                    self.store.done(queued.id)
-                else:
-                    worker.put(queued.id, queued.delivery, queued.queued_at)
-            async with asyncio.TaskGroup() as group:
-                inbound = [group.create_task(self._mqtt()), group.create_task(self._ticker())]
-                workers = [group.create_task(w.run()) for w in self.workers.values()]
-                await self._stop.wait()
-                for task in inbound:
-                    task.cancel()
-                # Let attempts in flight finish, so a clean stop does not send them twice.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_DRAIN_S):
-                        await asyncio.gather(*(w.idle() for w in self.workers.values()))
-                for task in workers:
-                    task.cancel()
-        finally:
-            await self._http.close()
-            self._http = None
-            if server is not None:
-                server.shutdown()
-            self.store.commit()
-            self.store.close()
-            log.info("notifier stopped")
+        if self._handle_signals:
+            handle_signals(self.stop)
+        with metrics_server(self.settings.metrics_port, self.settings.metrics_host,
+                            self.metrics.registry):  # fmt: skip
+            self._http = aiohttp.ClientSession()
+            try:
+                for queued in self.store.queued():  # undelivered before a restart
+                    worker = self.workers.get(queued.delivery.channel_key)
+                    if worker is None:
+                        log.warning("dropping a queued notification for %s: no such channel now",
+                                    queued.delivery.channel_key)  # fmt: skip
+                        self.store.done(queued.id)
+                    else:
+                        worker.put(queued.id, queued.delivery, queued.queued_at)
+                async with asyncio.TaskGroup() as group:
+                    inbound = [group.create_task(self._mqtt()), group.create_task(self._ticker())]
+                    workers = [group.create_task(w.run()) for w in self.workers.values()]
+                    await self._stop.wait()
+                    await cancel_until_done(inbound)
+                    # Let attempts in flight finish, so a clean stop does not send them twice.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_DRAIN_S):
+                            await asyncio.gather(*(w.idle() for w in self.workers.values()))
+                    await cancel_until_done(workers)
+            finally:
+                await self._http.close()
+                self._http = None
+                self.store.commit()
+                self.store.close()
+                log.info("notifier stopped")
 
     def _status(self, state: NodeState) -> bytes:
-        return NodeStatus(
-            site="_services",
-            node="notifier",
-            state=state,
-            at=utc_now(),
-            heartbeat_s=self.settings.status_heartbeat_s,
-            software=f"soundalert-notifier {__version__}",
-            capabilities=["apprise", "mqtt-actions", "webhook", "escalation", "homeassistant"],
-        ).to_json()
+        capabilities = ["apprise", "mqtt-actions", "webhook", "escalation", "homeassistant"]
+        return service_status("notifier", state, heartbeat_s=self.settings.status_heartbeat_s,
+                              capabilities=capabilities)  # fmt: skip
 
     async def _mqtt(self) -> None:
         will = aiomqtt.Will(self.topics.service_status("notifier"), self._status("offline"),

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -22,10 +21,9 @@ import aiomqtt
 import uvicorn
 from prometheus_client import start_http_server
 
-from schemas.common import utc_now
 from schemas.decode import Rejected
-from schemas.messages import Feedback, NodeState, NodeStatus
-from schemas.topics import SERVICES_LEVEL, Topics
+from schemas.messages import Feedback, NodeState
+from schemas.topics import Topics
 from services.aggregator.policy import Policy, load_policy
 from services.web.agent import BUILD_HINT, AgentConfig, missing_vendor_files
 from services.web.app import BrokerUnavailableError, WebContext, build_app
@@ -36,7 +34,7 @@ from services.web.metrics import WebMetrics
 from services.web.palette import categories
 from services.web.settings import WebSettings
 from services.web.store import WebStore
-from soundalert import __version__
+from soundalert.lifecycle import handle_signals, service_status
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
 
 __all__ = ["WebService"]
@@ -114,10 +112,7 @@ class WebService:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self.stop)
+            handle_signals(self.stop)
         sock = self._bind()
         server = _Server(uvicorn.Config(self.app, log_level="warning", lifespan="off",
                                         timeout_graceful_shutdown=3, access_log=False))  # fmt: skip
@@ -181,15 +176,8 @@ class WebService:
 
     # -- MQTT --------------------------------------------------------------------------------
     def _status(self, state: NodeState) -> bytes:
-        return NodeStatus(
-            site=SERVICES_LEVEL,
-            node=SERVICE_NAME,
-            state=state,
-            at=utc_now(),
-            heartbeat_s=60,
-            software=f"soundalert-web {__version__}",
-            capabilities=["display", "feedback"],
-        ).to_json()
+        return service_status(SERVICE_NAME, state, heartbeat_s=60,
+                              capabilities=["display", "feedback"])  # fmt: skip
 
     async def _mqtt(self) -> None:
         status_topic = self.topics.service_status(SERVICE_NAME)

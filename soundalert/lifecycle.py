@@ -1,0 +1,72 @@
+"""What every soundalert service does around its work: status, signals, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from schemas.common import utc_now
+from schemas.messages import NodeState, NodeStatus
+from schemas.topics import SERVICES_LEVEL
+from soundalert import __version__
+
+__all__ = ["cancel_until_done", "handle_signals", "metrics_server", "service_status"]
+
+log = logging.getLogger(__name__)
+
+
+def service_status(
+    name: str, state: NodeState, *, heartbeat_s: float, capabilities: list[str]
+) -> bytes:
+    """The retained status (and last will) of a soundalert service."""
+    return NodeStatus(
+        site=SERVICES_LEVEL,
+        node=name,
+        state=state,
+        at=utc_now(),
+        heartbeat_s=heartbeat_s,
+        software=f"soundalert-{name} {__version__}",
+        capabilities=capabilities,
+    ).to_json()
+
+
+def handle_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call ``stop`` (a service asked to stop cleanly publishes 'stopped')."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+@contextlib.contextmanager
+def metrics_server(
+    port: int | None, host: str, registry: CollectorRegistry
+) -> Iterator[int | None]:
+    """Serve ``registry`` on http://host:port/metrics for the duration; yields the port."""
+    if port is None:
+        yield None
+        return
+    server, _ = start_http_server(port, host, registry)
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
+async def cancel_until_done(tasks: list[asyncio.Task[None]], grace_s: float = 3.0) -> None:
+    """Cancel, and cancel again if a task is still running after ``grace_s``.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside aiomqtt) can swallow a cancellation that
+    races with the awaited result; a single ``cancel()`` could then leave a service running
+    after SIGTERM.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=grace_s)
