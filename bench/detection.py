@@ -69,6 +69,10 @@ NEGATIVES: Final = ("clapping", "cough", "laugh")
 SNRS: Final = (0.0, 5.0, 10.0, 15.0, 20.0)
 GAP_S: Final = 12.0
 """Background after every segment (glass clips end up back to back: 12 s > hold + cooldown)."""
+ALARM_GAP_S: Final = 50.0
+"""Background after a synthetic smoke or CO alarm: longer than any alarm category's hold plus
+cooldown (co_alarm 15 + 30 s), so a cooldown never hides what the next segment sounds like
+(a CO alarm right after a smoke alarm must show whether it also reads as smoke)."""
 LATE_S: Final = 6.0
 """An alert up to this long after a segment's end is still that segment's."""
 BASELINE_SCORE: Final = 0.5
@@ -176,7 +180,7 @@ def build_stream(per_snr: int, seed: int = 0) -> Stream:
                 clip = read_wav(Path(source))[0].astype(np.float64)
             segments.append(Segment(kind, at / RATE, (at + clip.size) / RATE, snr,
                                     Path(source).name))  # fmt: skip
-            gap = bg.take(GAP_S)
+            gap = bg.take(ALARM_GAP_S if snr is not None else GAP_S)
             parts += [clip, gap]
             at += clip.size + gap.size
     audio = np.concatenate(parts)
