@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 
+import aiomqtt
 from prometheus_client import CollectorRegistry, start_http_server
 
 from schemas.common import utc_now
@@ -15,7 +16,13 @@ from schemas.messages import NodeState, NodeStatus
 from schemas.topics import SERVICES_LEVEL
 from soundalert import __version__
 
-__all__ = ["cancel_until_done", "handle_signals", "metrics_server", "service_status"]
+__all__ = [
+    "cancel_until_done",
+    "handle_signals",
+    "heartbeat",
+    "metrics_server",
+    "service_status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +77,17 @@ async def cancel_until_done(tasks: list[asyncio.Task[None]], grace_s: float = 3.
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=grace_s)
+
+
+async def heartbeat(
+    client: aiomqtt.Client, topic: str, status: Callable[[], bytes], every_s: float
+) -> None:
+    """Re-publish a retained status every ``every_s`` on ``client`` (the connection carrying
+    the last will), so a reader can tell a live service from a stale retained message. Ends
+    quietly when the connection goes; the session reconnects and starts a new one."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await client.publish(topic, status(), qos=1, retain=True)
+        except aiomqtt.MqttError:
+            return

@@ -40,6 +40,7 @@ from services.aggregator.store import Publication, Store
 from soundalert.lifecycle import (
     cancel_until_done,
     handle_signals,
+    heartbeat,
     metrics_server,
     service_status,
 )
@@ -151,11 +152,14 @@ class AggregatorService:
             await client.publish(status_topic, self._status("online"), qos=1, retain=True)
             self.metrics.mqtt_connected.set(1)
             log.info("subscribed under %s/; aggregator ready", self.topics.root)
-            heartbeat = asyncio.create_task(self._heartbeat(client, status_topic))
+            beat = asyncio.create_task(
+                heartbeat(client, status_topic, lambda: self._status("online"),
+                          self.settings.status_heartbeat_s)
+            )  # fmt: skip
             try:
                 await self._consume(client)
             finally:
-                heartbeat.cancel()
+                beat.cancel()
         except asyncio.CancelledError:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2):
@@ -164,16 +168,6 @@ class AggregatorService:
             raise
         finally:
             self.metrics.mqtt_connected.set(0)
-
-    async def _heartbeat(self, client: aiomqtt.Client, topic: str) -> None:
-        """Re-publish the retained online status on the connection that carries the will, so
-        a reader can tell a live aggregator from a stale retained message."""
-        while True:
-            await asyncio.sleep(self.settings.status_heartbeat_s)
-            try:
-                await client.publish(topic, self._status("online"), qos=1, retain=True)
-            except aiomqtt.MqttError:
-                return  # the connection is gone; the session ends and reconnects
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         batch: list[_Received] = []

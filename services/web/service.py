@@ -34,7 +34,7 @@ from services.web.metrics import WebMetrics
 from services.web.palette import categories
 from services.web.settings import WebSettings
 from services.web.store import WebStore
-from soundalert.lifecycle import handle_signals, service_status
+from soundalert.lifecycle import handle_signals, heartbeat, service_status
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
 
 __all__ = ["WebService"]
@@ -45,6 +45,7 @@ _TRUNCATE = 200
 _PUBLISH_TIMEOUT_S = 5.0
 _PRUNE_EVERY_S = 3600.0
 SERVICE_NAME = "web"
+_HEARTBEAT_S = 60.0  # the display's retained status is re-published this often
 
 
 class _Server(uvicorn.Server):
@@ -176,7 +177,7 @@ class WebService:
 
     # -- MQTT --------------------------------------------------------------------------------
     def _status(self, state: NodeState) -> bytes:
-        return service_status(SERVICE_NAME, state, heartbeat_s=60,
+        return service_status(SERVICE_NAME, state, heartbeat_s=_HEARTBEAT_S,
                               capabilities=["display", "feedback"])  # fmt: skip
 
     async def _mqtt(self) -> None:
@@ -206,9 +207,15 @@ class WebService:
             await client.publish(status_topic, self._status("online"), qos=1, retain=True)
             self._client = client
             self.metrics.mqtt_connected.set(1)
-            async for message in client.messages:
-                self._handle(message)
-                ack(client, message)
+            beat = asyncio.create_task(
+                heartbeat(client, status_topic, lambda: self._status("online"), _HEARTBEAT_S)
+            )
+            try:
+                async for message in client.messages:
+                    self._handle(message)
+                    ack(client, message)
+            finally:
+                beat.cancel()
         except asyncio.CancelledError:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(2):
