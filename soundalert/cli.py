@@ -12,6 +12,16 @@ import typer
 
 from schemas.messages import Alert
 from soundalert import __version__
+from soundalert.options import (
+    BrokerOpt,
+    ConfigOpt,
+    LogLevelOpt,
+    MetricsOpt,
+    PolicyOpt,
+    StateOpt,
+    fail,
+    setup_logging,
+)
 from soundalert.settings import ConfigError, load_settings
 
 __all__ = ["app", "main"]
@@ -24,38 +34,6 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("soundalert")
-
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="YAML config file (keys as the SOUNDALERT_* settings).",
-                 exists=True, dir_okay=False),
-]  # fmt: skip
-BrokerOpt = Annotated[
-    str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-]
-StateOpt = Annotated[Path | None, typer.Option("--state", help="Directory for SQLite state.")]
-MetricsOpt = Annotated[
-    int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
-]
-PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Alert policy YAML (defaults are shipped).")
-]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # amqtt logs every connection at INFO; keep the terminal for alerts.
-    logging.getLogger("amqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
-    logging.getLogger("transitions").setLevel(logging.WARNING)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
 
 
 def describe_alert(alert: Alert) -> str:
@@ -95,19 +73,19 @@ def aggregator(
     state: StateOpt = None,
     metrics_port: MetricsOpt = None,
     policy: PolicyOpt = None,
-    log_level: LogLevel = "info",
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Fuse classification events from every node into alerts."""
     from services.aggregator.service import AggregatorService
     from services.aggregator.settings import AggregatorSettings
 
-    _logging(log_level)
+    setup_logging(log_level)
     try:
         settings = load_settings(AggregatorSettings, config, broker=broker, state_dir=state,
                                  metrics_port=metrics_port, policy_file=policy)  # fmt: skip
         service = AggregatorService(settings)
     except (ConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     asyncio.run(service.run())
 
 
@@ -139,13 +117,13 @@ def up(
     demo: Annotated[
         bool, typer.Option("--demo", help="Add a node that replays a generated smoke alarm.")
     ] = False,
-    log_level: LogLevel = "warning",
+    log_level: LogLevelOpt = "warning",
 ) -> None:
     """Run the local stack: an embedded broker (unless --broker), the aggregator and its
     metrics, the live alert display and the notifier, printing alerts here as they happen."""
     from soundalert.stack import StackOptions, run_stack
 
-    _logging(log_level)
+    setup_logging(log_level)
     options = StackOptions(
         broker=broker, config=config, notifier_config=notifier_config, state=state,
         policy=policy, mqtt_port=mqtt_port, ws_port=ws_port, metrics_port=metrics_port,
@@ -155,7 +133,7 @@ def up(
     try:
         asyncio.run(run_stack(options, typer.echo, _print_alert))
     except* (ConfigError, ValueError, OSError) as group:
-        raise _fail("; ".join(str(exc) for exc in group.exceptions)) from None
+        raise fail("; ".join(str(exc) for exc in group.exceptions)) from None
 
 
 # Each component adds its own commands (they import this module, so they come last).

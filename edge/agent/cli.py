@@ -10,6 +10,15 @@ from typing import Annotated
 
 import typer
 
+from soundalert.options import (
+    BrokerOpt,
+    ConfigOpt,
+    LogLevelOpt,
+    MetricsOpt,
+    TopicRootOpt,
+    fail,
+    setup_logging,
+)
 from soundalert.settings import ConfigError, load_settings
 
 __all__ = ["agent_command", "parse_start_time", "register"]
@@ -28,15 +37,8 @@ def parse_start_time(text: str) -> datetime:
     return value
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
-
-
 def agent_command(  # noqa: PLR0917 - typer passes options as parameters
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-    ] = None,
+    broker: BrokerOpt = None,
     site: Annotated[str | None, typer.Option("--site", help="Site id (the home).")] = None,
     node: Annotated[str | None, typer.Option("--node", help="This node's id.")] = None,
     input_file: Annotated[
@@ -90,24 +92,10 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
         Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
     ] = None,
     state: Annotated[Path | None, typer.Option("--state", help="Directory for state.")] = None,
-    topic_root: Annotated[
-        str | None, typer.Option("--topic-root", help="Root of the soundalert topics.")
-    ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics here.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="YAML config file (keys as the SOUNDALERT_* settings).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = (
-        "info"
-    ),
+    topic_root: TopicRootOpt = None,
+    metrics_port: MetricsOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Listen (microphone, WAV file or stdin), classify on this device, publish events."""
     from edge.agent.model import ModelError  # noqa: PLC0415 - keep `soundalert --help` fast
@@ -121,14 +109,11 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
         WavFileSource,
     )
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    setup_logging(log_level)
     if input_file is not None and stdin:
-        raise _fail("choose one source: --input FILE or --stdin (or neither, for the microphone)")
+        raise fail("choose one source: --input FILE or --stdin (or neither, for the microphone)")
     if start_time is not None and input_file is None:
-        raise _fail("--start-time applies to --input replays only")
+        raise fail("--start-time applies to --input replays only")
     try:
         settings = load_settings(
             AgentSettings,
@@ -158,10 +143,10 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
             source = MicrophoneSource(int(device) if device and device.isdigit() else device)
         service = AgentService(settings, source)
     except (ConfigError, ValueError, SourceError, ModelError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     asyncio.run(service.run())
     if service.failure is not None:
-        raise _fail(service.failure)
+        raise fail(service.failure)
 
 
 def register(app: typer.Typer) -> None:

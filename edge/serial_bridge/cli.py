@@ -9,21 +9,18 @@ from typing import Annotated
 
 import typer
 
+from soundalert.options import (
+    BrokerOpt,
+    ConfigOpt,
+    LogLevelOpt,
+    MetricsOpt,
+    TopicRootOpt,
+    fail,
+    setup_logging,
+)
 from soundalert.settings import ConfigError, load_settings
 
 __all__ = ["register", "serial_bridge_command", "simulate_board_command"]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
 
 
 def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
@@ -38,9 +35,7 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
     node: Annotated[
         str | None, typer.Option("--node", help="Node id (default: from the board id).")
     ] = None,
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-    ] = None,
+    broker: BrokerOpt = None,
     levels: Annotated[
         bool | None,
         typer.Option("--levels/--no-levels", help="Publish LEVEL frames as events (level, bands)."),
@@ -56,30 +51,16 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
         Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
     ] = None,
     state: Annotated[Path | None, typer.Option("--state", help="Directory for state.")] = None,
-    topic_root: Annotated[
-        str | None, typer.Option("--topic-root", help="Root of the soundalert topics.")
-    ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics here.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="YAML config file (keys as the SOUNDALERT_* settings).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = (
-        "info"
-    ),
+    topic_root: TopicRootOpt = None,
+    metrics_port: MetricsOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Read an RP2040 board's serial frames and publish them as this node's events."""
     from edge.serial_bridge.service import SerialBridge  # noqa: PLC0415 - fast --help
     from edge.serial_bridge.settings import BridgeSettings  # noqa: PLC0415
 
-    _logging(log_level)
+    setup_logging(log_level)
     try:
         settings = load_settings(
             BridgeSettings,
@@ -99,10 +80,10 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
         )
         bridge = SerialBridge(settings)
     except (ConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     asyncio.run(bridge.run())
     if bridge.failure is not None:
-        raise _fail(bridge.failure)
+        raise fail(bridge.failure)
 
 
 def simulate_board_command(  # noqa: PLR0917 - typer passes options as parameters
@@ -131,9 +112,7 @@ def simulate_board_command(  # noqa: PLR0917 - typer passes options as parameter
     hold: Annotated[
         float, typer.Option("--hold", help="Keep the port open this long after the last frame.")
     ] = 0.0,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = (
-        "info"
-    ),
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Run the firmware core (host build) on a recording; write its frames to a serial port."""
     from edge.serial_bridge.simulate import (  # noqa: PLC0415 - fast --help
@@ -142,12 +121,12 @@ def simulate_board_command(  # noqa: PLR0917 - typer passes options as parameter
         simulate_board,
     )
 
-    _logging(log_level)
+    setup_logging(log_level)
     try:
         count = simulate_board(port, input_file, speed=speed, core=core or DEFAULT_CORE,
                                board_id=board_id, wait_s=wait, hold_s=hold)  # fmt: skip
     except (SimulatorError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     logging.getLogger(__name__).info("wrote %d frames to %s", count, port)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from soundalert.options import BrokerOpt, LogLevelOpt, MetricsOpt, setup_logging
+
 __all__ = ["notifier", "register"]
 
 
 def notifier(
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-    ] = None,
+    broker: BrokerOpt = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -28,12 +27,8 @@ def notifier(
     state: Annotated[
         Path | None, typer.Option("--state", help="Directory for SQLite state.")
     ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
-    ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
+    metrics_port: MetricsOpt = None,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Send alerts to phones, lights, bed shakers and webhooks; escalate unacknowledged
     critical alerts; announce sensors to Home Assistant."""
@@ -41,10 +36,7 @@ def notifier(
     from services.notifier.service import NotifierService  # noqa: PLC0415
     from soundalert.settings import ConfigError, load_settings  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    setup_logging(log_level)
     try:
         settings = load_settings(NotifierSettings, config, broker=broker, state_dir=state,
                                  metrics_port=metrics_port)  # fmt: skip

@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 
+from soundalert.options import BrokerOpt, ConfigOpt, LogLevelOpt, MetricsOpt, fail, setup_logging
+
 __all__ = ["register", "web"]
 
 
 def web(  # noqa: PLR0917 - typer commands take their options as parameters
-    broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-    ] = None,
+    broker: BrokerOpt = None,
     port: Annotated[int | None, typer.Option("--port", help="HTTP port (default 8080).")] = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Listen address (default 0.0.0.0).")
@@ -31,35 +31,22 @@ def web(  # noqa: PLR0917 - typer commands take their options as parameters
             "config file). Without one, a random token is generated and printed.",
         ),
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="YAML config file (keys as the SOUNDALERT_* settings).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    config: ConfigOpt = None,
     state: Annotated[
         Path | None, typer.Option("--state", help="Directory for the SQLite history.")
     ] = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Alert policy YAML (titles, colours, icons).")
     ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
-    ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
+    metrics_port: MetricsOpt = None,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve the live alert display for phones, tablets and wall displays."""
     from services.web.service import WebService  # noqa: PLC0415 - keep the CLI fast
     from services.web.settings import WebSettings  # noqa: PLC0415
-    from soundalert.cli import _fail, _logging  # noqa: PLC0415
     from soundalert.settings import ConfigError, load_settings  # noqa: PLC0415
 
-    _logging(log_level)
+    setup_logging(log_level)
 
     async def run() -> None:
         try:
@@ -68,7 +55,7 @@ def web(  # noqa: PLR0917 - typer commands take their options as parameters
                                      metrics_port=metrics_port)  # fmt: skip
             service = WebService(settings)
         except (ConfigError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         task = asyncio.create_task(service.run())
         started = asyncio.create_task(service.started.wait())
         await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -82,7 +69,7 @@ def web(  # noqa: PLR0917 - typer commands take their options as parameters
         try:
             await task
         except OSError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
 
     asyncio.run(run())
 

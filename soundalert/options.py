@@ -1,0 +1,57 @@
+"""Command-line options every soundalert command shares, and how commands log and fail."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = [
+    "BrokerOpt",
+    "ConfigOpt",
+    "LogLevelOpt",
+    "MetricsOpt",
+    "PolicyOpt",
+    "StateOpt",
+    "TopicRootOpt",
+    "fail",
+    "setup_logging",
+]
+
+BrokerOpt = Annotated[
+    str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML config file (keys as the SOUNDALERT_* settings).",
+                 exists=True, dir_okay=False),
+]  # fmt: skip
+StateOpt = Annotated[Path | None, typer.Option("--state", help="Directory for SQLite state.")]
+MetricsOpt = Annotated[
+    int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
+]
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--policy", help="Alert policy YAML (defaults are shipped).")
+]
+TopicRootOpt = Annotated[
+    str | None, typer.Option("--topic-root", help="Root of the soundalert topics.")
+]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # amqtt logs every connection at INFO; keep the terminal for alerts.
+    logging.getLogger("amqtt").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` in red on stderr; raise the returned Exit (status 2)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
