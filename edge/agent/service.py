@@ -12,15 +12,12 @@ A finite source (a file, or stdin reaching its end) stops the agent once the out
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from datetime import timedelta
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import start_http_server
 
 from edge.agent.events import EventBuilder, reportable, yamnet_source
 from edge.agent.labels import LabelMap
@@ -36,6 +33,7 @@ from schemas.common import utc_now
 from schemas.messages import NodeState, NodeStatus
 from schemas.topics import Topics
 from soundalert import __version__
+from soundalert.lifecycle import cancel_until_done, handle_signals, metrics_server
 from soundalert.mqtt import BrokerUrl
 
 __all__ = ["AgentService", "FatalConnectError"]
@@ -93,30 +91,20 @@ class AgentService:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until stopped. Sets :attr:`failure` (and returns) on a fatal problem."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        server = None
-        if self.settings.metrics_port is not None:
-            server, _ = start_http_server(self.settings.metrics_port, self.settings.metrics_host,
-                                          self.metrics.registry)  # fmt: skip
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
-                     server.server_port)  # fmt: skip
-        try:
-            async with asyncio.TaskGroup() as group:
-                producer = group.create_task(self._produce())
-                mqtt = group.create_task(self._mqtt())
-                await self._stop.wait()
-                producer.cancel()
-                mqtt.cancel()
-        finally:
-            if server is not None:
-                server.shutdown()
-            left = self.outbox.depth
-            self.outbox.close()
-            log.info("agent stopped: %d events published, %d left in the outbox",
-                     self.publisher.published, left)  # fmt: skip
+        handle_signals(self.stop)
+        with metrics_server(self.settings.metrics_port, self.settings.metrics_host,
+                            self.metrics.registry):  # fmt: skip
+            try:
+                async with asyncio.TaskGroup() as group:
+                    producer = group.create_task(self._produce())
+                    mqtt = group.create_task(self._mqtt())
+                    await self._stop.wait()
+                    await cancel_until_done([producer, mqtt])
+            finally:
+                left = self.outbox.depth
+                self.outbox.close()
+                log.info("agent stopped: %d events published, %d left in the outbox",
+                         self.publisher.published, left)  # fmt: skip
 
     # -- audio -> outbox ---------------------------------------------------------------------
     async def _produce(self) -> None:

@@ -15,15 +15,12 @@ PUBACK, retained status with a last will, heartbeats. It starts once the node id
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections import Counter
 from typing import Final
 
 import serial
-from prometheus_client import start_http_server
 
 from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
 from edge.dsp.protocol import Frame, FrameParser, Rejection
@@ -36,6 +33,7 @@ from schemas.common import utc_now
 from schemas.messages import ClassificationEvent, NodeState, NodeStatus
 from schemas.topics import Topics
 from soundalert import __version__
+from soundalert.lifecycle import cancel_until_done, handle_signals, metrics_server
 from soundalert.mqtt import Backoff, BrokerUrl
 
 __all__ = ["SerialBridge"]
@@ -79,32 +77,22 @@ class SerialBridge:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until stopped. Sets :attr:`failure` (and returns) on a fatal problem."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        server = None
-        if self.settings.metrics_port is not None:
-            server, _ = start_http_server(self.settings.metrics_port, self.settings.metrics_host,
-                                          self.metrics.registry)  # fmt: skip
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
-                     server.server_port)  # fmt: skip
-        try:
-            async with asyncio.TaskGroup() as group:
-                reader = group.create_task(self._serial())
-                mqtt = group.create_task(self._mqtt())
-                await self._stop.wait()
-                reader.cancel()
-                mqtt.cancel()
-        finally:
-            if server is not None:
-                server.shutdown()
-            if self.outbox is not None:
-                left = self.outbox.depth
-                self.outbox.close()
-                published = self.publisher.published if self.publisher else 0
-                log.info("serial bridge stopped: %d events published, %d left in the outbox",
-                         published, left)  # fmt: skip
+        handle_signals(self.stop)
+        with metrics_server(self.settings.metrics_port, self.settings.metrics_host,
+                            self.metrics.registry):  # fmt: skip
+            try:
+                async with asyncio.TaskGroup() as group:
+                    reader = group.create_task(self._serial())
+                    mqtt = group.create_task(self._mqtt())
+                    await self._stop.wait()
+                    await cancel_until_done([reader, mqtt])
+            finally:
+                if self.outbox is not None:
+                    left = self.outbox.depth
+                    self.outbox.close()
+                    published = self.publisher.published if self.publisher else 0
+                    log.info("serial bridge stopped: %d events published, %d left in the outbox",
+                             published, left)  # fmt: skip
 
     def _open_outbox(self, node: str) -> None:
         s = self.settings
