@@ -1,6 +1,7 @@
 """The phone agent page (``/agent``): where its files are, and what it is told at start.
 
-The page runs YAMNet on the phone with LiteRT.js (WebAssembly) and publishes
+The page runs YAMNet on the phone with LiteRT.js (WebAssembly), and the RP2040 core's T3/T4/520 Hz
+pattern detectors compiled to WebAssembly (``firmware/rp2040/wasm``), and publishes
 ``ClassificationEvent`` and ``NodeStatus`` JSON over MQTT-over-WebSocket (mqtt.js). Its JS and
 WASM runtime come from npm (``services/web/frontend``: ``npm ci`` then ``node build.mjs``), which
 copies them into ``services/web/frontend/dist``, served at ``/static/vendor``. The model and class
@@ -47,10 +48,11 @@ REQUIRED_VENDOR_FILES: Final = (
     "litertjs/wasm/litert_wasm_compat_internal.js",
     "litertjs/wasm/litert_wasm_compat_internal.wasm",
     "mqtt/mqtt.esm.js",
+    "patterns/sa_patterns.wasm",
 )
 BUILD_HINT: Final = (
-    "the phone agent's front-end files are not built: run "
-    "'npm ci --prefix services/web/frontend && node services/web/frontend/build.mjs'"
+    "the phone agent's front-end files are not built: run 'make -C firmware/rp2040 wasm && "
+    "npm ci --prefix services/web/frontend && node services/web/frontend/build.mjs'"
 )
 
 
@@ -111,6 +113,7 @@ class AgentConfig:
                 "litert": "/static/vendor/litertjs/core.js",
                 "wasm_dir": "/static/vendor/litertjs/wasm/",
                 "mqtt": "/static/vendor/mqtt/mqtt.esm.js",
+                "patterns": "/static/vendor/patterns/sa_patterns.wasm",
             },
             "pipeline": {
                 "hop_s": pipeline.hop_s,

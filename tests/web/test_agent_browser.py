@@ -197,8 +197,13 @@ def _check_frames(frames: dict[str, Any], topics: Topics) -> dict[str, int]:
             payload = packet["payload"].encode()
             if packet["topic"] == events_topic:
                 event = decode(ClassificationEvent, payload, parsed)
-                assert (event.site, event.node, event.source.kind) == (SITE, NODE_ID, "yamnet")
+                assert (event.site, event.node) == (SITE, NODE_ID)
+                assert event.source.kind in {"yamnet", "pattern"}, event.source
                 counts["events"] += 1
+                if event.source.kind == "pattern":  # the page's T3/T4 detectors (WebAssembly)
+                    counts[f"pattern_{event.labels[0].label}"] = (
+                        counts.get(f"pattern_{event.labels[0].label}", 0) + 1
+                    )
             else:
                 assert packet["topic"] == status_topic, packet["topic"]
                 assert packet["retain"], packet
@@ -269,6 +274,7 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
                 counts = _check_frames(frames, topics)
                 print(f"websocket: {counts}, shown {shot}")  # noqa: T201
                 assert counts["events"] >= 3, counts
+                assert set(counts) & {"pattern_t4", "pattern_lf520"} == set(), counts
                 assert counts["statuses"] >= 1, counts
                 assert not browser.errors, browser.errors
     assert len([a for a in alerts if a.category == "smoke_alarm" and a.state == "raised"]) == 1

@@ -1,6 +1,8 @@
 // Copies the phone agent's runtime files from node_modules into dist/, which the web service
-// serves at /static/vendor/ (no CDN at run time). Run after `npm ci` in this directory:
+// serves at /static/vendor/ (no CDN at run time), with the pattern detectors' WebAssembly build
+// of the RP2040 core. Run after `npm ci` in this directory and `make wasm` in firmware/rp2040:
 //
+//   make -C firmware/rp2040 wasm
 //   npm ci --prefix services/web/frontend && node services/web/frontend/build.mjs
 //
 // Idempotent; writes dist/manifest.json (file -> sha256 and size) last, so a half-finished copy
@@ -12,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MODULES = join(HERE, 'node_modules');
+const FIRMWARE = join(HERE, '..', '..', '..', 'firmware', 'rp2040');
 const DIST = join(HERE, 'dist');
 
 // dist name -> node_modules path. The two LiteRT runtimes: relaxed-SIMD (Chrome, Android) and
@@ -26,6 +29,10 @@ const FILES = {
   'litertjs/LICENSE.txt': null, // written below (Apache-2.0, from package.json)
   'mqtt/mqtt.esm.js': 'mqtt/dist/mqtt.esm.js',
   'mqtt/LICENSE.md': 'mqtt/LICENSE.md',
+};
+// dist name -> path under firmware/rp2040: built here, not downloaded.
+const BUILT = {
+  'patterns/sa_patterns.wasm': 'build/wasm/sa_patterns.wasm',
 };
 
 function fail(message) {
@@ -56,6 +63,15 @@ for (const [name, source] of Object.entries(FILES)) {
     if (!existsSync(from)) fail(`${from} is missing: run 'npm ci' in ${HERE}`);
     copyFileSync(from, target);
   }
+  const data = readFileSync(target);
+  manifest.files[name] = { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length };
+}
+for (const [name, source] of Object.entries(BUILT)) {
+  const from = join(FIRMWARE, source);
+  if (!existsSync(from)) fail(`${from} is missing: run 'make -C firmware/rp2040 wasm' first (needs clang and lld)`);
+  const target = join(tmp, name);
+  mkdirSync(dirname(target), { recursive: true });
+  copyFileSync(from, target);
   const data = readFileSync(target);
   manifest.files[name] = { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length };
 }

@@ -1,13 +1,14 @@
 // soundalert phone agent: listens through the microphone, runs YAMNet on this device (LiteRT.js,
-// WebAssembly) and publishes only event and status JSON over MQTT-over-WebSocket. The page also
-// shows alerts: it is the live display (app.js) with this panel on top.
+// WebAssembly) beside the RP2040 board's T3 smoke / T4 CO / 520 Hz pattern detectors (its C core
+// compiled to WebAssembly), and publishes only event and status JSON over MQTT-over-WebSocket.
+// The page also shows alerts: it is the live display (app.js) with this panel on top.
 //
 // Honesty first: whenever this page cannot be sure it is listening (hidden page, locked screen,
 // suspended audio, lost microphone, no samples), it says so on screen in plain words AND publishes
 // a retained "offline" status, so the home's alert service raises "sensor stopped listening".
 import { roomName } from '/static/app.js'; // the display: takes ?token=, shows alerts (runs first)
 import {
-  DEFAULT_PIPELINE, EventBuilder, Resampler, Stats, WINDOW_SAMPLES, Windower, hopSamples,
+  DEFAULT_PIPELINE, EventBuilder, PatternDetector, Resampler, Stats, WINDOW_SAMPLES, Windower, hopSamples,
   listeningHealth, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
 } from './core.js';
 
@@ -20,7 +21,7 @@ const HEALTH_EVERY_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 const agent = {
-  config: null, names: null, model: null, Tensor: null, ready: null,
+  config: null, names: null, model: null, Tensor: null, ready: null, patternsWasm: null, patterns: null,
   site: null, node: null, topics: null,
   client: null, connected: false,
   ctx: null, stream: null, track: null, worklet: null,
@@ -56,18 +57,27 @@ function status(state, extra = {}) {
   if (agent.wakeText) stats.screen = agent.wakeText;
   return JSON.stringify(statusDoc({
     site: agent.site, node: agent.node, state, atMs: Date.now(), heartbeatS: agent.config.heartbeat_s,
-    software: agent.config.software, capabilities: ['yamnet'], stats,
+    software: agent.config.software, capabilities: ['yamnet', 'patterns'], stats,
   }));
 }
 
 // -- the model -------------------------------------------------------------------------------
+async function loadPatterns(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`pattern detectors: HTTP ${response.status}`);
+  const { module } = await WebAssembly.instantiate(await response.arrayBuffer(), {});
+  return module;
+}
+
 async function loadModel(config) {
   const litert = await import(config.runtime.litert);
   await litert.loadLiteRt(config.runtime.wasm_dir);
-  const [model, csv] = await Promise.all([
+  const [model, csv, patterns] = await Promise.all([
     litert.loadAndCompile(config.model.url, { accelerator: 'wasm' }),
     fetch(config.model.class_map_url).then((r) => { if (!r.ok) throw new Error(`class map: HTTP ${r.status}`); return r.text(); }),
+    loadPatterns(config.runtime.patterns),
   ]);
+  agent.patternsWasm = patterns;
   agent.model = model;
   agent.Tensor = litert.Tensor;
   agent.names = parseClassMap(csv);
@@ -97,7 +107,14 @@ function onAudio(block) {
     agent.builder = new EventBuilder({ site: agent.site, node: agent.node, streamStartMs,
       source: agent.config.model.source, nextSeq });
   }
-  for (const window of agent.windower.feed(agent.resampler.process(block))) {
+  const samples = agent.resampler.process(block);
+  // The pattern detectors see every sample at once (they are cheap and must not lag YAMNet).
+  for (const detection of agent.patterns.feed(samples)) {
+    publishEvent(agent.builder.patternEvent(detection));
+    agent.patternsFound += 1;
+    setText('agent-patterns', `${agent.patternsFound}`);
+  }
+  for (const window of agent.windower.feed(samples)) {
     if (agent.pending >= MAX_PENDING_WINDOWS) { agent.stats.dropped += 1; continue; }
     agent.pending += 1;
     agent.queue = agent.queue.then(() => analyse(window)).catch((err) => {
@@ -119,14 +136,17 @@ async function analyse(window) {
     labels = topLabels(scores, agent.names, cfg.top_k, cfg.min_label_score);
   }
   agent.stats.window(window.levelDbfs, gated, took);
-  const event = agent.builder.windowEvent({ ...window, gated, labels });
+  publishEvent(agent.builder.windowEvent({ ...window, gated, labels }));
+  showWindow(window.levelDbfs, gated, labels);
+}
+
+function publishEvent(event) {
   localStorage.setItem(seqKey(agent.site, agent.node), String(agent.builder.nextSeq));
   if (agent.client) {
     agent.client.publish(agent.topics.events, JSON.stringify(event), { qos: 1 }, (err) => {
       if (!err) { agent.published += 1; setText('agent-sent', `${agent.published}`); }
     });
   }
-  showWindow(window.levelDbfs, gated, labels);
 }
 
 function showWindow(level, gated, labels) {
@@ -260,6 +280,9 @@ async function startListening() {
   agent.worklet.connect(agent.ctx.destination); // pulls the graph; the worklet outputs silence
   agent.resampler = new Resampler(agent.ctx.sampleRate);
   agent.windower = new Windower(hopSamples(agent.config.pipeline.hop_s));
+  const { exports } = await WebAssembly.instantiate(agent.patternsWasm, {});
+  agent.patterns = new PatternDetector(exports);
+  agent.patternsFound = 0;
   agent.builder = null;
   agent.startedAt = performance.now();
   agent.listening = true;

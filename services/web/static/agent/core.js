@@ -277,6 +277,70 @@ export class EventBuilder {
       features: gated ? { gated: true } : {},
     };
   }
+
+  /** A pattern detection (PatternDetector.feed) as the Python agent's pattern_event. */
+  patternEvent({ kind, confidence, onsetSample, confirmedSample, toneHz, cycle }) {
+    const seq = this.nextSeq;
+    this.nextSeq += 1;
+    return {
+      schema: EVENT_SCHEMA,
+      event_id: `${this.node}.${this.streamId}.${kind}.${confirmedSample}`,
+      site: this.site,
+      node: this.node,
+      seq,
+      window_start: this.at(onsetSample),
+      window_end: this.at(confirmedSample),
+      source: { ...PATTERN_SOURCE },
+      labels: [{ label: kind, score: confidence }],
+      level_dbfs: null,
+      features: { tone_hz: toneHz, cycle },
+    };
+  }
+}
+
+export const PATTERN_SOURCE = Object.freeze({ kind: 'pattern', model: 'soundalert-patterns', version: '1' });
+export const PATTERN_KINDS = Object.freeze(['t3', 't4', 'lf520']);
+
+/** Float samples in [-1, 1] to int16, rounded and saturated as edge/dsp/synth.py's to_int16. */
+export function toInt16(x, out) {
+  for (let i = 0; i < x.length; i++) {
+    const v = Math.round(x[i] * 32768);
+    out[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+  }
+  return out;
+}
+
+/**
+ * The T3 smoke, T4 CO and 520 Hz detectors: the RP2040 board's fixed-point C core compiled to
+ * WebAssembly (firmware/rp2040/wasm), so a phone names a smoke alarm by the same code as a board.
+ * `exports` is an instance's exports (WebAssembly.instantiate); feed 16 kHz float blocks of any
+ * size, get back the detections they confirmed, sample positions counted from the first sample.
+ */
+export class PatternDetector {
+  constructor(exports) {
+    this.wasm = exports;
+    this.capacity = exports.sa_wasm_input_capacity();
+    this.fields = exports.sa_wasm_fields();
+    exports.sa_wasm_reset();
+  }
+
+  feed(block) {
+    const out = [];
+    for (let at = 0; at < block.length; at += this.capacity) {
+      const part = block.subarray(at, Math.min(block.length, at + this.capacity));
+      // Views are made afresh: a memory that grows detaches old ones.
+      const input = new Int16Array(this.wasm.memory.buffer, this.wasm.sa_wasm_input(), part.length);
+      toInt16(part, input);
+      const n = this.wasm.sa_wasm_push(part.length);
+      const rows = new Int32Array(this.wasm.memory.buffer, this.wasm.sa_wasm_output(), n * this.fields);
+      for (let i = 0; i < n; i++) {
+        const r = rows.subarray(i * this.fields, (i + 1) * this.fields);
+        out.push({ kind: PATTERN_KINDS[r[0]], confidence: r[1] / 1000, onsetSample: r[2],
+          confirmedSample: r[3], toneHz: r[4], cycle: r[5] });
+      }
+    }
+    return out;
+  }
 }
 
 /** A NodeStatus document. */
