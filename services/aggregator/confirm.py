@@ -1,4 +1,5 @@
-"""Pure event-time confirmation: k-of-n weighted windows, and an alert's canonical fields.
+"""Pure event-time confirmation: k-of-n weighted windows, sustained evidence, and an alert's
+canonical fields.
 
 Everything here is a function of the *set* of hits, never of their arrival order, which is
 what makes a replayed or reordered stream give the same alert as live audio.
@@ -13,7 +14,15 @@ from dataclasses import dataclass, field
 from services.aggregator.policy import Confirm
 from services.aggregator.store import HitRow
 
-__all__ = ["Canonical", "EpisodeHits", "confirming_group", "sort_key"]
+__all__ = [
+    "Canonical",
+    "EpisodeHits",
+    "Rule",
+    "Sustained",
+    "confirming_group",
+    "group_of",
+    "sort_key",
+]
 
 _NO_LEVEL = -999.0
 
@@ -35,6 +44,38 @@ def confirming_group(hits: Sequence[HitRow], rule: Confirm) -> tuple[int, int] |
         if total >= rule.windows:
             return lo, hi
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    """Evidence that confirmed under ``base`` and still came ``after_s`` seconds (event time)
+    after its first window: a sound that kept going, not a burst."""
+
+    base: Confirm
+    after_s: float
+
+
+Rule = Confirm | Sustained
+
+
+def group_of(hits: Sequence[HitRow], rule: Rule) -> tuple[int, int] | None:
+    """For one node's hits sorted by :func:`sort_key`: the earliest ``(first, last)`` index
+    pair that satisfies ``rule``."""
+    if isinstance(rule, Confirm):
+        return confirming_group(hits, rule)
+    found = confirming_group(hits, rule.base)
+    if found is None:
+        return None
+    lo = found[0]
+    due = hits[lo].start + rule.after_s
+    for hi in range(found[1], len(hits)):
+        if hits[hi].end >= due:
+            return lo, hi
+    return None
+
+
+def _defer(rule: Rule) -> float:
+    return rule.defer_s if isinstance(rule, Confirm) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +119,7 @@ class EpisodeHits:
     the windows that, together, crossed the category's threshold.
     """
 
-    rule: Confirm
+    rule: Rule
     max_evidence: int
     head: list[HitRow] = field(default_factory=list)
     best: dict[str, tuple[float, float | None]] = field(default_factory=dict)
@@ -106,9 +147,9 @@ class EpisodeHits:
         by_node: dict[str, list[HitRow]] = {}
         for hit in self.head:
             by_node.setdefault(hit.node, []).append(hit)
-        found: tuple[float, str, list[HitRow]] | None = None  # (raised_at, node, group)
+        found: tuple[float, str, list[HitRow]] | None = None  # (group end, node, group)
         for node, node_hits in by_node.items():
-            span = confirming_group(node_hits, self.rule)
+            span = group_of(node_hits, self.rule)
             if span is None:
                 continue
             lo, hi = span
@@ -116,13 +157,13 @@ class EpisodeHits:
                 found = (node_hits[hi].end, node, node_hits[lo : hi + 1])
         if found is None:
             return None
-        raised_at, node, group = found
+        group_end, node, group = found
         # Hits after the confirming window can never be part of an earlier group again.
-        while self.head[-1].end > raised_at:
+        while self.head[-1].end > group_end:
             self.head.pop()
         return Canonical(
             first_evidence_at=min(h.start for h in group),
-            raised_at=raised_at,
+            raised_at=group_end + _defer(self.rule),
             confirmed_by=node,
             nodes=_rank(self.best),
             evidence=tuple(h.event_id for h in group[-self.max_evidence :]),

@@ -22,7 +22,7 @@ from schemas.messages import (
     Feedback,
     NodeStatus,
 )
-from services.aggregator.confirm import EpisodeHits, confirming_group, sort_key
+from services.aggregator.confirm import EpisodeHits, Rule, Sustained, confirming_group, sort_key
 from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
@@ -57,6 +57,9 @@ class Episode:
     delay_s: float | None = None
     reason: str | None = None
     published: tuple[object, ...] = field(default_factory=tuple)
+    upgraded_from: str | None = None
+    sustain: EpisodeHits | None = None
+    """For a category with an upgrade: the same hits under its Sustained rule."""
 
     def internal(self) -> dict[str, object]:
         return {
@@ -66,6 +69,8 @@ class Episode:
             "acked_by": self.acked_by,
             "ended_at": self.ended_at,
             "delay_s": self.delay_s,
+            "reason": self.reason,
+            "upgraded_from": self.upgraded_from,
         }
 
 
@@ -83,6 +88,7 @@ class Aggregator:
         self._pending: dict[tuple[str, str], dict[str, list[HitRow]]] = {}
         self._active: dict[tuple[str, str], Episode] = {}
         self._cooldown: dict[tuple[str, str], float] = {}
+        self._deferred: dict[tuple[str, str], float] = {}  # confirmed, waiting: wall time since
         metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
@@ -99,6 +105,14 @@ class Aggregator:
             pending = self._pending.setdefault((hit.site, hit.category), {})
             pending.setdefault(hit.node, []).append(hit)
             self._remember(hit.event_id)
+        for key, by_node in self._pending.items():
+            cat = self.policy.categories.get(key[1])
+            if (
+                cat is not None
+                and cat.confirm.defer_s
+                and any(confirming_group(hits, cat.confirm) for hits in by_node.values())
+            ):
+                self._deferred[key] = 0.0  # its wait may be over: the next tick decides
         for row in self.store.alerts(active=True):
             if row.category == NODE_OFFLINE:
                 continue
@@ -109,11 +123,15 @@ class Aggregator:
                 row.active = False
                 self.store.save_alert(row)
                 continue
-            hits = EpisodeHits(cat.confirm, self.policy.max_evidence)
+            state = row.internal
+            upgraded_from = state.get("upgraded_from")
+            hits = EpisodeHits(self._rule(row.category, upgraded_from), self.policy.max_evidence)
+            sustain = self._sustain_tracker(cat) if state.get("acked_by") is None else None
             for hit, _ in self.store.hits(alert_id=row.alert_id):
                 hits.add(hit)
+                if sustain is not None:
+                    sustain.add(hit)
                 self._remember(hit.event_id)
-            state = row.internal
             self._active[(row.site, row.category)] = Episode(
                 alert_id=row.alert_id,
                 site=row.site,
@@ -126,10 +144,26 @@ class Aggregator:
                 acked_by=state.get("acked_by"),
                 ended_at=state.get("ended_at"),
                 delay_s=state.get("delay_s"),
+                reason=state.get("reason"),
                 published=self._signature_of(hits),
+                upgraded_from=upgraded_from,
+                sustain=sustain,
             )
             self.metrics.active_alerts.labels(row.category).inc()
         self.store.commit()
+
+    def _rule(self, category: str, upgraded_from: str | None = None) -> Rule:
+        """How an alert of ``category`` confirms: its own rule, or, for one raised by an
+        upgrade, the sustained rule of the category it came from."""
+        source = self.policy.categories.get(upgraded_from) if upgraded_from else None
+        if source is not None and source.upgrade is not None:
+            return Sustained(source.confirm, source.upgrade.after_s)
+        return self.policy.categories[category].confirm
+
+    def _sustain_tracker(self, cat: CategoryPolicy) -> EpisodeHits | None:
+        if cat.upgrade is None:
+            return None
+        return EpisodeHits(Sustained(cat.confirm, cat.upgrade.after_s), self.policy.max_evidence)
 
     # -- events ------------------------------------------------------------------------------
     def handle_event(self, event: ClassificationEvent, now: float) -> list[Alert]:
@@ -173,6 +207,7 @@ class Aggregator:
             hit = HitRow(event_id, category, event.site, event.node, start, end, score, weight,
                          event.level_dbfs)  # fmt: skip
             out += self._on_hit(hit, node, now)
+        out += self._raise_deferred(event.site, now, wall_limit=None)
         out += self._end_by_event_time(event.site, node.watermark, now)
         return out
 
@@ -200,6 +235,12 @@ class Aggregator:
         episode = self._active.get(key)
         if episode is not None:
             return self._attach(episode, hit, now)
+        if cat.upgrade is not None:
+            stronger = self._active.get((hit.site, cat.upgrade.to))
+            if stronger is not None:  # the same alarm, still sounding: evidence for that alert
+                if hit.event_id in stronger.hits.ids:  # a label of both categories
+                    return []
+                return self._attach(stronger, hit, now)
         until = self._cooldown.get(key)
         if until is not None and hit.end <= until:
             self.metrics.suppressed.labels(hit.category).inc()
@@ -217,39 +258,87 @@ class Aggregator:
             insert_at -= 1
         node_hits.insert(insert_at, hit)
         self.store.add_hit(hit, now, None)
-        if confirming_group(node_hits, cat.confirm) is None or self._held(hit, cat):
+        if confirming_group(node_hits, cat.confirm) is None or self._held(hit.site, hit.end, cat):
             return []
-        return self._raise(key, cat, now)
+        return self._raise_when_due(key, cat, now, wall_limit=None)
 
     def _explained(self, hit: HitRow, cat: CategoryPolicy) -> bool:
         """A suppressing category is active at this site."""
         return any((hit.site, other) in self._active for other in cat.suppressed_by)
 
-    def _held(self, hit: HitRow, cat: CategoryPolicy) -> bool:
+    def _held(self, site: str, at: float, cat: CategoryPolicy) -> bool:
         """A suppressing category has evidence of its own within its confirmation window:
         wait for it to confirm (or for its evidence to age out) before raising this one."""
         for other in cat.suppressed_by:
             window = self.policy.categories[other].confirm.within_s
-            pending = self._pending.get((hit.site, other), {})
-            if any(h.end >= hit.end - window for hits in pending.values() for h in hits):
+            pending = self._pending.get((site, other), {})
+            if any(h.end >= at - window for hits in pending.values() for h in hits):
                 return True
         return False
 
+    def _raise_when_due(self, key: tuple[str, str], cat: CategoryPolicy, now: float, *,
+                        wall_limit: float | None) -> list[Alert]:  # fmt: skip
+        """Raise a confirmed category, once its ``defer_s`` is over in event time (the node
+        has sent windows past it), or, when ``wall_limit`` is given, once it has waited that
+        long on the wall clock (a node that reports only loud windows may send nothing)."""
+        if cat.confirm.defer_s:
+            hits = EpisodeHits(cat.confirm, self.policy.max_evidence)
+            for node_hits in self._pending.get(key, {}).values():
+                for hit in node_hits:
+                    hits.add(hit)
+            canon = hits.canon
+            if canon is None:
+                self._deferred.pop(key, None)
+                return []
+            node = self._nodes.get((key[0], canon.confirmed_by))
+            due = node is not None and node.watermark >= canon.raised_at
+            waited = now - self._deferred.setdefault(key, now)
+            if not due and (wall_limit is None or waited < wall_limit):
+                return []
+        self._deferred.pop(key, None)
+        return self._raise(key, cat, now)
+
+    def _raise_deferred(self, site: str | None, now: float, *, wall_limit: float | None
+                        ) -> list[Alert]:  # fmt: skip
+        """Re-examine confirmed categories still waiting out their ``defer_s``."""
+        out: list[Alert] = []
+        for key in [k for k in self._deferred if site is None or k[0] == site]:
+            if key not in self._deferred:  # raised or dropped by an earlier one in this loop
+                continue
+            cat = self.policy.categories[key[1]]
+            if key in self._active or any((key[0], o) in self._active for o in cat.suppressed_by):
+                self._deferred.pop(key)
+                continue
+            marks = [self._nodes[(key[0], n)].watermark for n in self._pending.get(key, {})
+                     if (key[0], n) in self._nodes]  # fmt: skip
+            if marks and self._held(key[0], max(marks), cat):
+                continue
+            out += self._raise_when_due(key, cat, now, wall_limit=wall_limit)
+        return out
+
     def _raise(self, key: tuple[str, str], cat: CategoryPolicy, now: float) -> list[Alert]:
-        site, category = key
         hits = EpisodeHits(cat.confirm, self.policy.max_evidence)
+        sustain = self._sustain_tracker(cat)
         all_hits = [h for node_hits in self._pending.pop(key, {}).values() for h in node_hits]
         for hit in all_hits:
             hits.add(hit)
-        canon = hits.canon
-        if canon is None:  # cannot happen: the caller found a confirming group
+            if sustain is not None:
+                sustain.add(hit)
+        if hits.canon is None:  # cannot happen: the caller found a confirming group
             raise AssertionError("raise without a confirming group")
+        episode = self._new_episode(key, hits, now)
+        episode.sustain = sustain
+        self.store.attach_hits(episode.alert_id, all_hits)
+        out = self._open(episode, cat, now)
+        return out + self._upgrade_if_sustained(episode, now)
+
+    def _new_episode(self, key: tuple[str, str], hits: EpisodeHits, now: float) -> Episode:
+        site, category = key
+        assert hits.canon is not None
         number = self.store.next_counter("alerts")
-        alert_id = f"{category[:40]}-{number:06d}-{self.store.salt}"
-        self.store.attach_hits(alert_id, all_hits)
-        delay = now - canon.raised_at
-        episode = Episode(
-            alert_id=alert_id,
+        delay = now - hits.canon.raised_at
+        return Episode(
+            alert_id=f"{category[:40]}-{number:06d}-{self.store.salt}",
             site=site,
             category=category,
             hits=hits,
@@ -257,7 +346,13 @@ class Aggregator:
             last_notice_wall=now,
             delay_s=round(delay, 1) if delay > self.policy.delayed_after_s else None,
         )
-        self._active[key] = episode
+
+    def _open(self, episode: Episode, cat: CategoryPolicy, now: float) -> list[Alert]:
+        """Publish a new episode as raised, closing the alerts it explains."""
+        site, category = episode.site, episode.category
+        canon = episode.hits.canon
+        assert canon is not None
+        self._active[(site, category)] = episode
         superseded = [
             other
             for (other_site, other_cat), other in list(self._active.items())
@@ -274,6 +369,29 @@ class Aggregator:
             out.append(self._close(other, "resolved", now))
         return out
 
+    def _upgrade_if_sustained(self, episode: Episode, now: float) -> list[Alert]:
+        """A weaker reading (possible smoke alarm) that kept sounding with nobody acknowledging
+        it becomes its upgrade category (smoke alarm), which supersedes it."""
+        cat = self.policy.categories[episode.category]
+        sustain = episode.sustain
+        if (cat.upgrade is None or sustain is None or sustain.canon is None
+                or episode.acked_by is not None or episode.ended_at is not None):  # fmt: skip
+            return []
+        key = (episode.site, cat.upgrade.to)
+        until = self._cooldown.get(key)
+        if key in self._active or (until is not None and sustain.canon.raised_at <= until):
+            return []
+        target = self.policy.categories[cat.upgrade.to]
+        stronger = self._new_episode(key, sustain, now)
+        stronger.upgraded_from = episode.category
+        stronger.reason = (f"{cat.title.lower()} still sounding {cat.upgrade.after_s:g} s after "
+                           "it began, and nobody acknowledged it")  # fmt: skip
+        episode.sustain = None
+        self.store.move_hits(episode.alert_id, stronger.alert_id)
+        log.warning("%s at %s kept sounding unacknowledged: raised as %s", episode.alert_id,
+                    episode.site, cat.upgrade.to)  # fmt: skip
+        return self._open(stronger, target, now)
+
     def _attach(self, episode: Episode, hit: HitRow, now: float) -> list[Alert]:
         if not episode.hits.add(hit):
             self.metrics.duplicates.inc()
@@ -283,6 +401,12 @@ class Aggregator:
         resumed = episode.ended_at is not None and hit.end > episode.ended_at
         if resumed:
             episode.ended_at = None
+        if episode.sustain is not None:
+            episode.sustain.add(hit)
+            if episode.sustain.canon is not None:
+                upgraded = self._upgrade_if_sustained(episode, now)
+                if upgraded:
+                    return upgraded
         if resumed or self._signature_of(episode.hits) != episode.published:
             return [self._emit(episode, "updated", now)]
         self._save(episode)
@@ -514,8 +638,10 @@ class Aggregator:
 
     # -- time --------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Alert]:
-        """Wall-clock duties: supervision, reminders, and ending alerts whose nodes went quiet."""
+        """Wall-clock duties: supervision, reminders, ending alerts whose nodes went quiet, and
+        raising deferred ones whose nodes stopped sending windows."""
         out: list[Alert] = []
+        out += self._raise_deferred(None, now, wall_limit=self.policy.reorder_bound_s)
         for node in list(self._nodes.values()):
             silent = now - node.last_heard
             limit = self.policy.heartbeat_misses * node.heartbeat_s

@@ -21,6 +21,7 @@ __all__ = [
     "Confirm",
     "LabelRule",
     "Policy",
+    "Upgrade",
     "load_policy",
 ]
 
@@ -50,6 +51,24 @@ class Confirm(_Config):
     within_s: float = Field(
         default=1.0, gt=0, le=600, description="...within this many seconds of event time."
     )
+    defer_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Then wait this long (event time) before raising, so that a category in "
+        "suppressed_by whose detector needs a few seconds (a T3 pattern) can name the sound "
+        "first. The alert's raised_at includes the wait.",
+    )
+
+
+class Upgrade(_Config):
+    to: CategoryId = Field(description="The category this alert becomes: smoke_alarm.")
+    after_s: float = Field(
+        gt=0,
+        le=3600,
+        description="...when its evidence still arrives this long (event time) after its first "
+        "window and nobody has acknowledged it.",
+    )
 
 
 class CategoryPolicy(_Config):
@@ -77,6 +96,12 @@ class CategoryPolicy(_Config):
         "recent evidence, at the same site, this category raises nothing (an alarm clock's "
         "'beep' inside a smoke alarm), and an alert of this category already raised is closed "
         "as superseded when one of them is raised.",
+    )
+    upgrade: Upgrade | None = Field(
+        default=None,
+        description="A weaker reading of a sound that becomes the stronger category when it "
+        "keeps sounding unanswered: a possible smoke alarm nobody acknowledges for 30 s is "
+        "raised as a smoke alarm. While that category is active, this one's evidence is its.",
     )
     color: str = Field(default="#1f4e9c", description="Display and light colour.")
     icon: str = Field(default="bell", description="Display icon name.")
@@ -114,6 +139,11 @@ class Policy(_Config):
             unknown = [s for s in cat.suppressed_by if s not in self.categories]
             if unknown:
                 raise ValueError(f"{name}.suppressed_by names unknown categories {unknown}")
+            if cat.upgrade is not None and cat.upgrade.to not in cat.suppressed_by:
+                raise ValueError(
+                    f"{name}.upgrade.to must be one of its suppressed_by categories (raising "
+                    f"{cat.upgrade.to!r} closes the {name} alert it replaces)"
+                )
         return self
 
     def label_index(self) -> dict[tuple[str, str], list[tuple[str, LabelRule]]]:

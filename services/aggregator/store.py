@@ -201,6 +201,10 @@ class Store:
             [(alert_id, h.event_id, h.category) for h in hits],
         )
 
+    def move_hits(self, from_alert: str, to_alert: str) -> None:
+        """Give every hit of one alert to another (an alert upgraded to a stronger one)."""
+        self._db.execute("UPDATE hits SET alert_id=? WHERE alert_id=?", (to_alert, from_alert))
+
     def hits(self, *, alert_id: str | None) -> Iterator[tuple[HitRow, str | None]]:
         query = (
             "SELECT event_id, category, site, node, window_start, window_end, score, weight, "

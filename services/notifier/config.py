@@ -61,6 +61,7 @@ PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
 # door green, phone yellow, baby orange. Saturated hues, because they drive bulbs and strobes.
 DEFAULT_LIGHT_COLORS: dict[str, str] = {
     "smoke_alarm": "#ff0000",
+    "possible_smoke_alarm": "#ff0000",
     "co_alarm": "#ff0000",
     "doorbell": "#00ff00",
     "knock": "#00ff00",

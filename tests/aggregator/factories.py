@@ -12,7 +12,7 @@ from services.aggregator.policy import Policy
 from services.aggregator.store import Store
 from tests.support.policy import quick_policy
 
-__all__ = ["SMOKE", "T0", "event", "make_aggregator", "status"]
+__all__ = ["HOP", "SMOKE", "T0", "WINDOW", "event", "make_aggregator", "status"]
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 SMOKE = "Smoke detector, smoke alarm"

@@ -254,6 +254,7 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
                 print(f"smoke_alarm raised {to_alert:.1f} s after the page listened")  # noqa: T201
                 raised = smoke()[0]
                 assert (raised.site, raised.location) == (SITE, NODE_ID), raised
+                assert any(".t3." in e for e in raised.evidence), raised.evidence  # the page's T3
                 browser.tell({"step": "alerted"})
                 shot = (await browser.step("shot"))["shown"]
                 assert len(smoke()) == 1, [a.alert_id for a in smoke()]
@@ -274,6 +275,8 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
                 counts = _check_frames(frames, topics)
                 print(f"websocket: {counts}, shown {shot}")  # noqa: T201
                 assert counts["events"] >= 3, counts
+                # The page's own T3 detector (the board's C core, WebAssembly) heard the alarm.
+                assert counts.get("pattern_t3", 0) >= 1, counts
                 assert set(counts) & {"pattern_t4", "pattern_lf520"} == set(), counts
                 assert counts["statuses"] >= 1, counts
                 assert not browser.errors, browser.errors
