@@ -450,8 +450,11 @@ def _segment_at(segments: list[Segment], t: float) -> tuple[int, Segment | None]
     return -1, None
 
 
-def snr_recall(detections: list[Detection], stream: Stream, kind: str) -> dict[float, str]:
-    category = TARGETS[kind]
+def snr_recall(
+    detections: list[Detection], stream: Stream, kind: str, category: str | None = None
+) -> dict[float, str]:
+    """Per SNR: how many ``kind`` alarms raised ``category`` (default: their own)."""
+    category = category or TARGETS[kind]
     out: dict[float, str] = {}
     for snr in SNRS:
         segs = [s for s in stream.segments if s.kind == kind and s.snr_db == snr]
@@ -466,7 +469,9 @@ def snr_recall(detections: list[Detection], stream: Stream, kind: str) -> dict[f
 
 # -- report ------------------------------------------------------------------------------------
 def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:  # as wide as the number would be: "7.1%" -> 7
+        return format("-", ">" + spec.split(".", maxsplit=1)[0]) if spec[:1].isdigit() else "-"
+    return format(value, spec)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -482,7 +487,7 @@ def report(stream: Stream, result: RunResult) -> dict[str, object]:
     print(f"\nstream: {stream.seconds / 3600:.2f} h of audio, {len(stream.segments)} segments, "
           f"{result.events} events published, {len(result.windows)} windows seen by the "
           f"baseline; wall {result.wall_s:.0f} s")  # fmt: skip
-    header = (f"{'category':<14} {'targets':>7} | {'recall':>7} {'false/h':>8} {'p50 s':>6} "
+    header = (f"{'category':<20} {'targets':>7} | {'recall':>7} {'false/h':>8} {'p50 s':>6} "
               f"{'p95 s':>6} | {'base rec':>8} {'base f/h':>8} {'p50 s':>6} "
               f"{'p95 s':>6}")  # fmt: skip
     print(header)
@@ -508,36 +513,38 @@ def report(stream: Stream, result: RunResult) -> dict[str, object]:
             "baseline_false_where": dict(b.false_where),
         }
         table[cat] = row
-        print(f"{cat:<14} {s.targets:>7} | {_fmt(s.recall(), '7.1%')} {s.false / hours:>8.2f} "
+        print(f"{cat:<20} {s.targets:>7} | {_fmt(s.recall(), '7.1%')} {s.false / hours:>8.2f} "
               f"{_fmt(_pct(s.latencies, 50), '6.2f')} {_fmt(_pct(s.latencies, 95), '6.2f')} | "
               f"{_fmt(b.recall(), '8.1%')} {b.false / hours:>8.2f} "
               f"{_fmt(_pct(b.latencies, 50), '6.2f')} "
               f"{_fmt(_pct(b.latencies, 95), '6.2f')}")  # fmt: skip
     sys_false = sum(s.false for s in system.values()) / hours
     base_false = sum(b.false for b in baseline.values()) / hours
-    print(f"{'all':<14} {'':>7} | {'':>7} {sys_false:>8.2f} {'':>6} {'':>6} | {'':>8} "
+    print(f"{'all':<20} {'':>7} | {'':>7} {sys_false:>8.2f} {'':>6} {'':>6} | {'':>8} "
           f"{base_false:>8.2f}")  # fmt: skip
-    print("\nfalse alerts by where they happened (system):")
-    for cat in categories:
-        if system[cat].false_where:
-            print(f"  {cat:<14} {dict(system[cat].false_where)}")
-    print("hits by alert category (system):")
-    for cat in categories:
-        if system[cat].via:
-            print(f"  {cat:<14} {dict(system[cat].via)}")
-    print("real alarms announced as possible smoke alarms (neither hit nor false, system):")
-    for cat in categories:
-        if system[cat].excused_where:
-            print(f"  {cat:<14} {dict(system[cat].excused_where)}")
-    print("false alerts by where they happened (baseline):")
-    for cat in categories:
-        if baseline[cat].false_where:
-            print(f"  {cat:<14} {dict(baseline[cat].false_where)}")
+    print()
+    for title, counts in (
+        ("false alerts by where they happened (system)",
+         {c: system[c].false_where for c in categories}),
+        ("hits by alert category (system)", {c: system[c].via for c in categories}),
+        ("real alarms announced as possible smoke alarms (neither hit nor false, system)",
+         {c: system[c].excused_where for c in categories}),
+        ("false alerts by where they happened (baseline)",
+         {c: baseline[c].false_where for c in categories}),
+    ):  # fmt: skip
+        print(f"{title}:")
+        for cat, counter in counts.items():
+            if counter:
+                print(f"  {cat:<20} {dict(counter)}")
     sys_det = system_detections(result.alerts)
     print("\nrecall by SNR (system):")
     per_snr = {kind: snr_recall(sys_det, stream, kind) for kind in ("smoke", "co")}
+    if system["possible_smoke_alarm"].excused_where:  # YAMNet alone, without a pattern
+        for kind in ("smoke", "co"):
+            per_snr[f"{kind} as possible"] = snr_recall(sys_det, stream, kind,
+                                                        "possible_smoke_alarm")  # fmt: skip
     for kind, values in per_snr.items():
-        print(f"  {kind:<6} " + "  ".join(f"{snr:>4.0f} dB {v}" for snr, v in values.items()))
+        print(f"  {kind:<18} " + "  ".join(f"{snr:>4.0f} dB {v}" for snr, v in values.items()))
     checks = _checks(system, baseline, stream, sys_det, hours)
     print("\ntargets:")
     for name, (ok, detail) in checks.items():
