@@ -41,16 +41,16 @@ def _first_index_ending_after(t: float) -> int:
 
 
 def test_yamnet_alone_is_a_possible_smoke_alarm_after_its_wait() -> None:
-    """A burst scores a few windows and ages out; six windows within 10 s (flicker allowed)
+    """A short burst scores a few windows and ages out; 4 windows within 6 s (flicker allowed)
     confirm; the alert waits 6 s more of event time for a pattern detector, then is raised at
     high priority with raised_at = confirmation + 6 s."""
     agg = _shipped()
-    assert _feed(agg, range(5)) == []  # 2.4 s: a CO alarm's chirps, an appliance beep
-    assert _feed(agg, range(5, 12), label="Speech") == []  # quiet: the burst ages out
-    assert _feed(agg, range(30, 42, 2)) == []  # a flickering score: every other window
-    due = _end(40) + 6.0
+    assert _feed(agg, range(3)) == []  # 1.4 s: a CO alarm's four chirps, an appliance beep
+    assert _feed(agg, range(3, 20), label="Speech") == []  # quiet: the burst ages out
+    assert _feed(agg, range(30, 38, 2)) == []  # a flickering score: every other window
+    due = _end(36) + 6.0
     due_index = _first_index_ending_after(due)
-    assert _feed(agg, range(41, due_index), label="Speech") == []  # still waiting
+    assert _feed(agg, range(37, due_index), label="Speech") == []  # still waiting
     [alert] = _feed(agg, [due_index], label="Speech")  # any window moves event time on
     assert (alert.category, alert.priority, alert.state) == (POSSIBLE, "high", "raised")
     assert alert.raised_at.timestamp() == pytest.approx(due)

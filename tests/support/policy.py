@@ -1,7 +1,7 @@
 """A test policy: the shipped one, with the short confirmations the tests are written against.
 
 The shipped smoke rules are tuned on the detection benchmark (a smoke alarm is a T3 or 520 Hz
-pattern detection; YAMNet alone raises a "possible smoke alarm" after 6 windows within 10 s and
+pattern detection; YAMNet alone raises a "possible smoke alarm" after 4 windows within 6 s and
 a 6 s wait, a smoke alarm if it keeps sounding unanswered; a doorbell needs 2 windows within 3 s)
 and may be tuned again. Tests of the machinery (k-of-n confirmation, restarts, delivery,
 notification) should not change when that tuning does, so they run on this policy: smoke
