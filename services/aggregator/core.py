@@ -88,7 +88,8 @@ class Aggregator:
         self._pending: dict[tuple[str, str], dict[str, list[HitRow]]] = {}
         self._active: dict[tuple[str, str], Episode] = {}
         self._cooldown: dict[tuple[str, str], float] = {}
-        self._deferred: dict[tuple[str, str], float] = {}  # confirmed, waiting: wall time since
+        # Confirmed but not raised yet (deferred, or held by a suppressor): wall time since.
+        self._waiting: dict[tuple[str, str], float] = {}
         metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
@@ -107,12 +108,8 @@ class Aggregator:
             self._remember(hit.event_id)
         for key, by_node in self._pending.items():
             cat = self.policy.categories.get(key[1])
-            if (
-                cat is not None
-                and cat.confirm.defer_s
-                and any(confirming_group(hits, cat.confirm) for hits in by_node.values())
-            ):
-                self._deferred[key] = 0.0  # its wait may be over: the next tick decides
+            if cat is not None and any(confirming_group(h, cat.confirm) for h in by_node.values()):
+                self._waiting[key] = 0.0  # confirmed, not raised: the next tick decides
         for row in self.store.alerts(active=True):
             if row.category == NODE_OFFLINE:
                 continue
@@ -207,7 +204,7 @@ class Aggregator:
             hit = HitRow(event_id, category, event.site, event.node, start, end, score, weight,
                          event.level_dbfs)  # fmt: skip
             out += self._on_hit(hit, node, now)
-        out += self._raise_deferred(event.site, now, wall_limit=None)
+        out += self._raise_waiting(event.site, now, wall_limit=None)
         out += self._end_by_event_time(event.site, node.watermark, now)
         return out
 
@@ -258,7 +255,10 @@ class Aggregator:
             insert_at -= 1
         node_hits.insert(insert_at, hit)
         self.store.add_hit(hit, now, None)
-        if confirming_group(node_hits, cat.confirm) is None or self._held(hit.site, hit.end, cat):
+        if confirming_group(node_hits, cat.confirm) is None:
+            return []
+        if self._held(hit.site, hit.end, cat):
+            self._waiting.setdefault(key, now)  # re-examined as event time and the clock move
             return []
         return self._raise_when_due(key, cat, now, wall_limit=None)
 
@@ -288,30 +288,34 @@ class Aggregator:
                     hits.add(hit)
             canon = hits.canon
             if canon is None:
-                self._deferred.pop(key, None)
+                self._waiting.pop(key, None)
                 return []
             node = self._nodes.get((key[0], canon.confirmed_by))
             due = node is not None and node.watermark >= canon.raised_at
-            waited = now - self._deferred.setdefault(key, now)
+            waited = now - self._waiting.setdefault(key, now)
             if not due and (wall_limit is None or waited < wall_limit):
                 return []
-        self._deferred.pop(key, None)
+        self._waiting.pop(key, None)
         return self._raise(key, cat, now)
 
-    def _raise_deferred(self, site: str | None, now: float, *, wall_limit: float | None
-                        ) -> list[Alert]:  # fmt: skip
-        """Re-examine confirmed categories still waiting out their ``defer_s``."""
+    def _raise_waiting(self, site: str | None, now: float, *, wall_limit: float | None
+                       ) -> list[Alert]:  # fmt: skip
+        """Re-examine confirmed categories still waiting: out their ``defer_s``, or for a
+        suppressor's evidence to confirm or age out."""
         out: list[Alert] = []
-        for key in [k for k in self._deferred if site is None or k[0] == site]:
-            if key not in self._deferred:  # raised or dropped by an earlier one in this loop
+        for key in [k for k in self._waiting if site is None or k[0] == site]:
+            if key not in self._waiting:  # raised or dropped by an earlier one in this loop
                 continue
             cat = self.policy.categories[key[1]]
             if key in self._active or any((key[0], o) in self._active for o in cat.suppressed_by):
-                self._deferred.pop(key)
+                self._waiting.pop(key)
                 continue
             marks = [self._nodes[(key[0], n)].watermark for n in self._pending.get(key, {})
                      if (key[0], n) in self._nodes]  # fmt: skip
-            if marks and self._held(key[0], max(marks), cat):
+            # Wait for a suppressor's pending evidence to confirm or age out in event time, but
+            # no longer than wall_limit on the clock: if the node went quiet, nothing ages out.
+            timed_out = wall_limit is not None and now - self._waiting[key] >= wall_limit
+            if marks and not timed_out and self._held(key[0], max(marks), cat):
                 continue
             out += self._raise_when_due(key, cat, now, wall_limit=wall_limit)
         return out
@@ -641,7 +645,7 @@ class Aggregator:
         """Wall-clock duties: supervision, reminders, ending alerts whose nodes went quiet, and
         raising deferred ones whose nodes stopped sending windows."""
         out: list[Alert] = []
-        out += self._raise_deferred(None, now, wall_limit=self.policy.reorder_bound_s)
+        out += self._raise_waiting(None, now, wall_limit=self.policy.reorder_bound_s)
         for node in list(self._nodes.values()):
             silent = now - node.last_heard
             limit = self.policy.heartbeat_misses * node.heartbeat_s

@@ -348,3 +348,21 @@ def test_pending_smoke_evidence_holds_an_alarm_beep() -> None:
         out += agg.handle_event(event(i, label="Alarm", score=0.9, node="hall"), NOW)
         out += agg.handle_event(event(i, score=0.5), NOW)  # smoke evidence, kitchen
     assert [a.category for a in out] == ["smoke_alarm"]
+
+
+def test_a_held_alarm_beep_is_raised_when_the_smoke_evidence_ages_out() -> None:
+    """Held, not lost: once the lone smoke window is older than smoke's window, the beeps that
+    confirmed meanwhile are raised, without waiting for another beep."""
+    agg = make_aggregator()
+    assert agg.handle_event(event(0, score=0.5), NOW) == []  # one smoke window: 1 of 3
+    for i in range(1, 3):
+        assert agg.handle_event(event(i, label="Alarm", score=0.9), NOW) == []  # held
+    out: list[Alert] = []
+    i = 3
+    while not out and i < 40:  # the room goes on, beeps stop: only event time moves
+        out = agg.handle_event(event(i, label="Speech", score=0.9), NOW)
+        i += 1
+    [beep] = out
+    assert beep.category == "alarm_beep"
+    assert beep.evidence == [event(1).event_id, event(2).event_id]
+    assert event(i - 1).window_end.timestamp() >= event(0).window_end.timestamp() + 5  # aged out

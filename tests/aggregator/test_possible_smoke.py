@@ -180,3 +180,16 @@ def test_an_alarm_clock_beeper_is_one_alert_not_two() -> None:
             *event(i).labels, *event(i, label="Alarm clock", score=0.8).labels]})  # fmt: skip
         out += agg.handle_event(both, NOW)
     assert [a.category for a in out if a.state == "raised"] == [POSSIBLE]
+
+
+def test_a_quiet_node_with_held_evidence_still_raises_by_the_wall_clock() -> None:
+    """A CO detection still pending (here CO needs two) holds a possible smoke alarm while
+    event time moves on; if the node then sends nothing at all, the wall clock raises it."""
+    raw = load_policy().model_dump()
+    raw["categories"]["co_alarm"]["labels"]["pattern"]["t4"]["weight"] = 1
+    agg = make_aggregator(policy=Policy.model_validate(raw))
+    assert _feed(agg, [0], kind="pattern", label="t4", score=0.9) == []
+    assert _feed(agg, range(1, 30)) == []  # due by event time, but held
+    assert agg.tick(NOW + 5) == []
+    [alert] = [a for a in agg.tick(NOW + 11) if a.state == "raised"]
+    assert alert.category == POSSIBLE
