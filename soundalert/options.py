@@ -11,8 +11,10 @@ import typer
 __all__ = [
     "BrokerOpt",
     "ConfigOpt",
+    "HeartbeatOpt",
     "LogLevelOpt",
     "MetricsOpt",
+    "OutboxOpt",
     "PolicyOpt",
     "StateOpt",
     "TopicRootOpt",
@@ -29,6 +31,12 @@ ConfigOpt = Annotated[
                  exists=True, dir_okay=False),
 ]  # fmt: skip
 StateOpt = Annotated[Path | None, typer.Option("--state", help="Directory for SQLite state.")]
+HeartbeatOpt = Annotated[
+    float | None, typer.Option("--heartbeat", help="Seconds between status heartbeats.")
+]
+OutboxOpt = Annotated[
+    Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
+]
 MetricsOpt = Annotated[
     int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
 ]

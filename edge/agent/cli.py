@@ -13,8 +13,11 @@ import typer
 from soundalert.options import (
     BrokerOpt,
     ConfigOpt,
+    HeartbeatOpt,
     LogLevelOpt,
     MetricsOpt,
+    OutboxOpt,
+    StateOpt,
     TopicRootOpt,
     fail,
     setup_logging,
@@ -85,13 +88,9 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
             "--model", help="TFLite YAMNet model (default: shipped).", exists=True, dir_okay=False
         ),
     ] = None,
-    heartbeat: Annotated[
-        float | None, typer.Option("--heartbeat", help="Seconds between status heartbeats.")
-    ] = None,
-    outbox: Annotated[
-        Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
-    ] = None,
-    state: Annotated[Path | None, typer.Option("--state", help="Directory for state.")] = None,
+    heartbeat: HeartbeatOpt = None,
+    outbox: OutboxOpt = None,
+    state: StateOpt = None,
     topic_root: TopicRootOpt = None,
     metrics_port: MetricsOpt = None,
     config: ConfigOpt = None,

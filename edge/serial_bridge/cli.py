@@ -12,8 +12,11 @@ import typer
 from soundalert.options import (
     BrokerOpt,
     ConfigOpt,
+    HeartbeatOpt,
     LogLevelOpt,
     MetricsOpt,
+    OutboxOpt,
+    StateOpt,
     TopicRootOpt,
     fail,
     setup_logging,
@@ -40,17 +43,13 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
         bool | None,
         typer.Option("--levels/--no-levels", help="Publish LEVEL frames as events (level, bands)."),
     ] = None,
-    heartbeat: Annotated[
-        float | None, typer.Option("--heartbeat", help="Seconds between status heartbeats.")
-    ] = None,
+    heartbeat: HeartbeatOpt = None,
     silence: Annotated[
         float | None,
         typer.Option("--silence", help="Seconds without a valid frame before the node is offline."),
     ] = None,
-    outbox: Annotated[
-        Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
-    ] = None,
-    state: Annotated[Path | None, typer.Option("--state", help="Directory for state.")] = None,
+    outbox: OutboxOpt = None,
+    state: StateOpt = None,
     topic_root: TopicRootOpt = None,
     metrics_port: MetricsOpt = None,
     config: ConfigOpt = None,

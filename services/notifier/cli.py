@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from soundalert.options import BrokerOpt, LogLevelOpt, MetricsOpt, setup_logging
+from soundalert.options import BrokerOpt, LogLevelOpt, MetricsOpt, StateOpt, setup_logging
 
 __all__ = ["notifier", "register"]
 
@@ -24,9 +24,7 @@ def notifier(
             dir_okay=False,
         ),
     ] = None,
-    state: Annotated[
-        Path | None, typer.Option("--state", help="Directory for SQLite state.")
-    ] = None,
+    state: StateOpt = None,
     metrics_port: MetricsOpt = None,
     log_level: LogLevelOpt = "info",
 ) -> None:

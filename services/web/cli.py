@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from soundalert.options import BrokerOpt, ConfigOpt, LogLevelOpt, MetricsOpt, fail, setup_logging
+from soundalert.options import (
+    BrokerOpt,
+    ConfigOpt,
+    LogLevelOpt,
+    MetricsOpt,
+    StateOpt,
+    fail,
+    setup_logging,
+)
 
 __all__ = ["register", "web"]
 
@@ -32,9 +40,7 @@ def web(  # noqa: PLR0917 - typer commands take their options as parameters
         ),
     ] = None,
     config: ConfigOpt = None,
-    state: Annotated[
-        Path | None, typer.Option("--state", help="Directory for the SQLite history.")
-    ] = None,
+    state: StateOpt = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Alert policy YAML (titles, colours, icons).")
     ] = None,
