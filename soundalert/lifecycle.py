@@ -1,4 +1,5 @@
-"""What every soundalert service does around its work: status, signals, /metrics."""
+"""What every soundalert service does around its work: its MQTT link and status, signals,
+/metrics, shutdown."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiomqtt
 from prometheus_client import CollectorRegistry, start_http_server
@@ -15,12 +16,15 @@ from schemas.common import utc_now
 from schemas.messages import NodeState, NodeStatus
 from schemas.topics import SERVICES_LEVEL
 from soundalert import __version__
+from soundalert.mqtt import BrokerUrl, make_client, run_forever
 
 __all__ = [
+    "announced",
     "cancel_until_done",
     "handle_signals",
     "heartbeat",
     "metrics_server",
+    "service_link",
     "service_status",
 ]
 
@@ -91,3 +95,44 @@ async def heartbeat(
             await client.publish(topic, status(), qos=1, retain=True)
         except aiomqtt.MqttError:
             return
+
+
+async def service_link(
+    broker: BrokerUrl,
+    client_id: str,
+    status_topic: str,
+    status: Callable[[NodeState], bytes],
+    session: Callable[[aiomqtt.Client], Awaitable[None]],
+    *,
+    on_lost: Callable[[], None],
+) -> None:
+    """A service's inbound connection, for good: persistent session, manual PUBACK, its
+    'offline' status as the last will; ``on_lost`` runs whenever the connection goes."""
+    will = aiomqtt.Will(status_topic, status("offline"), qos=1, retain=True)
+
+    def connect() -> aiomqtt.Client:
+        return make_client(broker, client_id, will=will, persistent=True, manual_ack=True)
+
+    await run_forever(broker, connect, session, on_disconnect=lambda _problem: on_lost())
+
+
+@contextlib.asynccontextmanager
+async def announced(
+    client: aiomqtt.Client,
+    topic: str,
+    status: Callable[[NodeState], bytes],
+    heartbeat_s: float,
+) -> AsyncIterator[None]:
+    """While the body runs: retained 'online', re-published every ``heartbeat_s``. When the
+    body is cancelled (the service is stopping) 'stopped' goes out first, within 2 s."""
+    await client.publish(topic, status("online"), qos=1, retain=True)
+    beat = asyncio.create_task(heartbeat(client, topic, lambda: status("online"), heartbeat_s))
+    try:
+        yield
+    except asyncio.CancelledError:
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(2):
+                await client.publish(topic, status("stopped"), qos=1, retain=True)
+        raise
+    finally:
+        beat.cancel()

@@ -19,7 +19,6 @@ algorithm on (Mosquitto's default) holds the next events until that acknowledgem
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -38,10 +37,11 @@ from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Publication, Store
 from soundalert.lifecycle import (
+    announced,
     cancel_until_done,
     handle_signals,
-    heartbeat,
     metrics_server,
+    service_link,
     service_status,
 )
 from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
@@ -121,17 +121,9 @@ class AggregatorService:
                               capabilities=["fusion", "supervision"])  # fmt: skip
 
     async def _mqtt(self) -> None:
-        will = aiomqtt.Will(self.topics.service_status("aggregator"), self._status("offline"),
-                            qos=1, retain=True)  # fmt: skip
-
-        def connect() -> aiomqtt.Client:
-            return make_client(self.broker, self.settings.client_id, will=will,
-                               persistent=True, manual_ack=True)  # fmt: skip
-
-        def lost(_problem: str) -> None:
-            self.metrics.mqtt_connected.set(0)
-
-        await run_forever(self.broker, connect, self._session, on_disconnect=lost)
+        await service_link(self.broker, self.settings.client_id,
+                           self.topics.service_status("aggregator"), self._status, self._session,
+                           on_lost=lambda: self.metrics.mqtt_connected.set(0))  # fmt: skip
 
     async def _mqtt_out(self) -> None:
         """The outbound connection: publishes the committed outbox, nothing else."""
@@ -149,23 +141,11 @@ class AggregatorService:
                 [(self.topics.all_events, 1), (self.topics.all_status, 1),
                  (self.topics.all_feedback, 1)]
             )  # fmt: skip
-            await client.publish(status_topic, self._status("online"), qos=1, retain=True)
-            self.metrics.mqtt_connected.set(1)
-            log.info("subscribed under %s/; aggregator ready", self.topics.root)
-            beat = asyncio.create_task(
-                heartbeat(client, status_topic, lambda: self._status("online"),
-                          self.settings.status_heartbeat_s)
-            )  # fmt: skip
-            try:
+            async with announced(client, status_topic, self._status,
+                                 self.settings.status_heartbeat_s):  # fmt: skip
+                self.metrics.mqtt_connected.set(1)
+                log.info("subscribed under %s/; aggregator ready", self.topics.root)
                 await self._consume(client)
-            finally:
-                beat.cancel()
-        except asyncio.CancelledError:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(2):
-                    await client.publish(status_topic, self._status("stopped"), qos=1,
-                                         retain=True)  # fmt: skip
-            raise
         finally:
             self.metrics.mqtt_connected.set(0)
 

@@ -40,12 +40,14 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.store import Store
 from soundalert import __version__
 from soundalert.lifecycle import (
+    announced,
     cancel_until_done,
     handle_signals,
     metrics_server,
+    service_link,
     service_status,
 )
-from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
+from soundalert.mqtt import BrokerUrl, ack
 
 __all__ = ["NotifierService"]
 
@@ -149,18 +151,13 @@ class NotifierService:
                               capabilities=capabilities)  # fmt: skip
 
     async def _mqtt(self) -> None:
-        will = aiomqtt.Will(self.topics.service_status("notifier"), self._status("offline"),
-                            qos=1, retain=True)  # fmt: skip
+        await service_link(self.broker, self.settings.client_id,
+                           self.topics.service_status("notifier"), self._status,
+                           self._mqtt_session, on_lost=self._disconnected)  # fmt: skip
 
-        def connect() -> aiomqtt.Client:
-            return make_client(self.broker, self.settings.client_id, will=will,
-                               persistent=True, manual_ack=True)  # fmt: skip
-
-        def lost(_problem: str) -> None:
-            self._client = None
-            self.metrics.mqtt_connected.set(0)
-
-        await run_forever(self.broker, connect, self._mqtt_session, on_disconnect=lost)
+    def _disconnected(self) -> None:
+        self._client = None
+        self.metrics.mqtt_connected.set(0)
 
     async def _mqtt_session(self, client: aiomqtt.Client) -> None:
         status_topic = self.topics.service_status("notifier")
@@ -170,23 +167,17 @@ class NotifierService:
             if ha.enabled:
                 filters.append((f"{ha.prefix}/status", 1))
             await client.subscribe(filters)
-            await client.publish(status_topic, self._status("online"), qos=1, retain=True)
-            self._client = client
-            self.metrics.mqtt_connected.set(1)
-            self._announced.clear()
-            await self._announce_sites(client, ha.sites + list(self.settings.sites))
-            async for message in client.messages:
-                await self._handle(client, message)
-                ack(client, message)
-        except asyncio.CancelledError:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(2):
-                    await client.publish(status_topic, self._status("stopped"), qos=1,
-                                         retain=True)  # fmt: skip
-            raise
+            async with announced(client, status_topic, self._status,
+                                 self.settings.status_heartbeat_s):  # fmt: skip
+                self._client = client
+                self.metrics.mqtt_connected.set(1)
+                self._announced.clear()
+                await self._announce_sites(client, ha.sites + list(self.settings.sites))
+                async for message in client.messages:
+                    await self._handle(client, message)
+                    ack(client, message)
         finally:
-            self._client = None
-            self.metrics.mqtt_connected.set(0)
+            self._disconnected()
 
     # -- inbound -----------------------------------------------------------------------------
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -290,7 +281,7 @@ class NotifierService:
 
     # -- time --------------------------------------------------------------------------------
     async def _ticker(self) -> None:
-        last_status = last_prune = time.monotonic()
+        last_prune = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.tick_s)
             now = time.time()
@@ -301,14 +292,6 @@ class NotifierService:
                     self.store.prune(now)
             except Exception:  # a bug in one duty must not stop escalation for good
                 log.exception("escalation tick failed")
-            client = self._client
-            if client is not None and time.monotonic() - last_status > (
-                self.settings.status_heartbeat_s
-            ):
-                last_status = time.monotonic()
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await client.publish(self.topics.service_status("notifier"),
-                                         self._status("online"), qos=1, retain=True)  # fmt: skip
 
 
 def _json(config: dict[str, object]) -> bytes:

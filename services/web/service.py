@@ -34,8 +34,8 @@ from services.web.metrics import WebMetrics
 from services.web.palette import categories
 from services.web.settings import WebSettings
 from services.web.store import WebStore
-from soundalert.lifecycle import handle_signals, heartbeat, service_status
-from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
+from soundalert.lifecycle import announced, handle_signals, service_link, service_status
+from soundalert.mqtt import BrokerUrl, ack
 
 __all__ = ["WebService"]
 
@@ -181,18 +181,13 @@ class WebService:
                               capabilities=["display", "feedback"])  # fmt: skip
 
     async def _mqtt(self) -> None:
-        status_topic = self.topics.service_status(SERVICE_NAME)
-        will = aiomqtt.Will(status_topic, self._status("offline"), qos=1, retain=True)
+        await service_link(self.broker, self.settings.client_id,
+                           self.topics.service_status(SERVICE_NAME), self._status, self._session,
+                           on_lost=self._disconnected)  # fmt: skip
 
-        def connect() -> aiomqtt.Client:
-            return make_client(self.broker, self.settings.client_id, will=will,
-                               persistent=True, manual_ack=True)  # fmt: skip
-
-        def lost(_problem: str) -> None:
-            self._client = None
-            self.metrics.mqtt_connected.set(0)
-
-        await run_forever(self.broker, connect, self._session, on_disconnect=lost)
+    def _disconnected(self) -> None:
+        self._client = None
+        self.metrics.mqtt_connected.set(0)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         status_topic = self.topics.service_status(SERVICE_NAME)
@@ -204,27 +199,14 @@ class WebService:
                 (f"{root}/+/+/status", 1),
                 (f"{root}/+/feedback", 1),
             ])  # fmt: skip
-            await client.publish(status_topic, self._status("online"), qos=1, retain=True)
-            self._client = client
-            self.metrics.mqtt_connected.set(1)
-            beat = asyncio.create_task(
-                heartbeat(client, status_topic, lambda: self._status("online"), _HEARTBEAT_S)
-            )
-            try:
+            async with announced(client, status_topic, self._status, _HEARTBEAT_S):
+                self._client = client
+                self.metrics.mqtt_connected.set(1)
                 async for message in client.messages:
                     self._handle(message)
                     ack(client, message)
-            finally:
-                beat.cancel()
-        except asyncio.CancelledError:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(2):
-                    await client.publish(status_topic, self._status("stopped"), qos=1,
-                                         retain=True)  # fmt: skip
-            raise
         finally:
-            self._client = None
-            self.metrics.mqtt_connected.set(0)
+            self._disconnected()
 
     def _handle(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
