@@ -10,7 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiomqtt
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
 
 from schemas.common import utc_now
 from schemas.messages import NodeState, NodeStatus
@@ -19,6 +19,7 @@ from soundalert import __version__
 from soundalert.mqtt import BrokerUrl, make_client, run_forever
 
 __all__ = [
+    "ServiceMetrics",
     "announced",
     "cancel_until_done",
     "handle_signals",
@@ -29,6 +30,30 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class ServiceMetrics:
+    """The series every soundalert service has, on a registry passed in (tests stay isolated):
+    rejected messages by reason, its MQTT link, and its build."""
+
+    def __init__(
+        self,
+        service: str,
+        registry: CollectorRegistry | None = None,
+        *,
+        rejected_help: str = "Messages rejected, by reason.",
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.rejected = Counter("soundalert_messages_rejected_total", rejected_help, ["reason"],
+                                registry=self.registry)  # fmt: skip
+        self.mqtt_connected = Gauge(
+            "soundalert_mqtt_connected",
+            "1 while the service is connected to its MQTT broker.",
+            registry=self.registry,
+        )
+        Info("soundalert_build", "Build information.", registry=self.registry).info(
+            {"version": __version__, "service": service}
+        )
 
 
 def service_status(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from soundalert import __version__
+from soundalert.lifecycle import ServiceMetrics
 
 __all__ = ["LATENCY_BUCKETS", "NO_LOCATION", "VERDICTS", "AggregatorMetrics"]
 
@@ -21,21 +21,15 @@ LATENCY_BUCKETS = (
 DETECTION_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
 
 
-class AggregatorMetrics:
+class AggregatorMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        super().__init__("aggregator", registry)
         self._categories: list[str] = []
         r = self.registry
         self.events_received = Counter(
             "soundalert_events_received_total",
             "Valid classification events received, by node.",
             ["site", "node"],
-            registry=r,
-        )
-        self.rejected = Counter(
-            "soundalert_messages_rejected_total",
-            "Messages rejected, by reason.",
-            ["reason"],
             registry=r,
         )
         self.duplicates = Counter(
@@ -105,18 +99,10 @@ class AggregatorMetrics:
             ["category"],
             registry=r,
         )
-        self.mqtt_connected = Gauge(
-            "soundalert_mqtt_connected",
-            "1 while the service is connected to its MQTT broker.",
-            registry=r,
-        )
         self.outbox = Gauge(
             "soundalert_publications_pending",
             "Alert messages committed but not yet acknowledged by the broker.",
             registry=r,
-        )
-        Info("soundalert_build", "Build information.", registry=r).info(
-            {"version": __version__, "service": "aggregator"}
         )
 
     def expect_categories(self, priorities: dict[str, str]) -> None:

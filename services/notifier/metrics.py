@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from soundalert import __version__
+from soundalert.lifecycle import ServiceMetrics
 
 __all__ = ["OUTCOMES", "NotifierMetrics"]
 
@@ -19,9 +19,9 @@ NOTIFICATION_BUCKETS = (
 )  # fmt: skip
 
 
-class NotifierMetrics:
+class NotifierMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        super().__init__("notifier", registry)
         r = self.registry
         self.latency = Histogram(
             "soundalert_notification_seconds",
@@ -59,18 +59,4 @@ class NotifierMetrics:
             "soundalert_alert_states_duplicate_total",
             "Alert state changes received again (same alert_id, state and repeat) and ignored.",
             registry=r,
-        )
-        self.rejected = Counter(
-            "soundalert_messages_rejected_total",
-            "Messages rejected, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.mqtt_connected = Gauge(
-            "soundalert_mqtt_connected",
-            "1 while the service is connected to its MQTT broker.",
-            registry=r,
-        )
-        Info("soundalert_build", "Build information.", registry=r).info(
-            {"version": __version__, "service": "notifier"}
         )

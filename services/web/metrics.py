@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from soundalert import __version__
+from soundalert.lifecycle import ServiceMetrics
 
 __all__ = ["WebMetrics"]
 
 
-class WebMetrics:
+class WebMetrics(ServiceMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.rejected = Counter(
-            "soundalert_messages_rejected_total",
-            "MQTT messages the display rejected, by reason.",
-            ["reason"],
-            registry=r,
+        super().__init__(
+            "web", registry, rejected_help="MQTT messages the display rejected, by reason."
         )
+        r = self.registry
         self.requests_rejected = Counter(
             "soundalert_web_requests_rejected_total",
             "HTTP requests refused, by reason (unauthorized, malformed_json, ...).",
@@ -41,12 +37,4 @@ class WebMetrics:
             "Wall-clock time from an alert's publication to its hand-over to the live stream.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
-        )
-        self.mqtt_connected = Gauge(
-            "soundalert_mqtt_connected",
-            "1 while the service is connected to its MQTT broker.",
-            registry=r,
-        )
-        Info("soundalert_build", "Build information.", registry=r).info(
-            {"version": __version__, "service": "web"}
         )
