@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "ConfigError", "ServiceSettings", "load_settings"]
+from schemas.topics import DEFAULT_ROOT
+from soundalert.mqtt import BrokerUrl
+
+__all__ = ["ENV_PREFIX", "BrokerServiceSettings", "ConfigError", "ServiceSettings", "load_settings"]
 
 ENV_PREFIX = "SOUNDALERT_"
 
@@ -26,6 +29,28 @@ class ConfigError(ValueError):
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+
+class BrokerServiceSettings(ServiceSettings):
+    """What the aggregator, notifier and web display all take: their broker and topics, a
+    state directory, and where /metrics is served."""
+
+    broker: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
+    )
+    topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
+    state_dir: Path = Field(default=Path("state"), description="Directory for the SQLite state.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address for /metrics.")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_parses(cls, value: str) -> str:
+        BrokerUrl.parse(value)
+        return value
 
 
 def _describe(exc: ValidationError, source: str) -> str:

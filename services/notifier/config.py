@@ -25,9 +25,7 @@ from pydantic import (
 
 from schemas.common import ID_PATTERN
 from schemas.messages import Priority
-from schemas.topics import DEFAULT_ROOT
-from soundalert.mqtt import BrokerUrl
-from soundalert.settings import ServiceSettings
+from soundalert.settings import BrokerServiceSettings
 
 __all__ = [
     "DEFAULT_LIGHT_COLORS",
@@ -283,21 +281,11 @@ class HomeAssistantConfig(_Config):
     )
 
 
-class NotifierSettings(ServiceSettings):
-    broker: str = Field(
-        default="mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
-    )
-    topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
+class NotifierSettings(BrokerServiceSettings):
     client_id: str = Field(
         default="soundalert-notifier",
         description="MQTT client id; the broker keeps this id's session and queued alerts.",
     )
-    state_dir: Path = Field(default=Path("state"), description="Directory for the SQLite state.")
-    metrics_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port."
-    )
-    metrics_host: str = Field(default="127.0.0.1", description="Address for /metrics.")
     tick_s: float = Field(default=1.0, gt=0, le=10, description="How often escalations run.")
     status_heartbeat_s: float = Field(
         default=15.0, gt=0, description="How often the service re-publishes its own status."
@@ -313,12 +301,6 @@ class NotifierSettings(ServiceSettings):
     sites: dict[Id, SiteConfig] = Field(
         default_factory=dict, description="Per site: channels, routes, quiet hours, escalation."
     )
-
-    @field_validator("broker")
-    @classmethod
-    def _broker_parses(cls, value: str) -> str:
-        BrokerUrl.parse(value)
-        return value
 
     @property
     def database(self) -> Path:

@@ -8,28 +8,20 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from schemas.common import ID_PATTERN
-from schemas.topics import DEFAULT_ROOT
 from services.web.agent import check_ws_url
-from soundalert.mqtt import BrokerUrl
-from soundalert.settings import ServiceSettings
+from soundalert.settings import BrokerServiceSettings
 
 __all__ = ["MIN_TOKEN_CHARS", "WebSettings"]
 
 MIN_TOKEN_CHARS = 16
 
 
-class WebSettings(ServiceSettings):
-    broker: str = Field(
-        default="mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
-    )
-    topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
+class WebSettings(BrokerServiceSettings):
     client_id: str = Field(
         default="soundalert-web",
         description="MQTT client id; the broker queues alerts for this id while the display is "
         "down. Give each web instance its own.",
     )
-    state_dir: Path = Field(default=Path("state"), description="Directory for the SQLite history.")
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - phones and wall displays on the home network connect
         description="Address the HTTP server listens on.",
@@ -51,10 +43,6 @@ class WebSettings(ServiceSettings):
         description="Alert policy YAML, for category titles, colours and icons; the shipped "
         "defaults when unset.",
     )
-    metrics_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port."
-    )
-    metrics_host: str = Field(default="127.0.0.1", description="Address for /metrics.")
     history_days: float = Field(
         default=90.0, gt=0, description="Alerts older than this are pruned from the history."
     )
@@ -86,12 +74,6 @@ class WebSettings(ServiceSettings):
         description="MQTT keep-alive of phone agents: the broker fires their last will about "
         "1.5 x this after a phone goes silent without closing its socket.",
     )
-
-    @field_validator("broker")
-    @classmethod
-    def _broker_parses(cls, value: str) -> str:
-        BrokerUrl.parse(value)
-        return value
 
     @field_validator("agent_broker_ws")
     @classmethod
