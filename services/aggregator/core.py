@@ -21,6 +21,7 @@ from schemas.messages import (
     ClassificationEvent,
     Feedback,
     NodeStatus,
+    Priority,
 )
 from services.aggregator.confirm import EpisodeHits, Rule, Sustained, confirming_group, sort_key
 from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
@@ -537,29 +538,38 @@ class Aggregator:
         self.metrics.node_up.labels(node.site, node.node).set(0)
         if node.offline_alert_id is not None:
             return []
+        title = f"Sensor {node.node} stopped listening"
+        alert = self._node_alert(node, NODE_OFFLINE, "high", now, since=node.last_heard,
+                                 title=title, reason=reason)  # fmt: skip
+        node.offline_alert_id = alert.alert_id
+        self.metrics.active_alerts.labels(NODE_OFFLINE).inc()
+        log.warning("node %s/%s offline: %s", node.site, node.node, reason)
+        return [alert]
+
+    def _node_alert(self, node: NodeRow, category: str, priority: Priority, now: float, *,
+                    since: float, title: str, reason: str | None = None) -> Alert:  # fmt: skip
+        """A raised sensor alert (node_offline stays active until the node returns)."""
         number = self.store.next_counter("alerts")
         alert = Alert(
-            alert_id=f"{NODE_OFFLINE}-{number:06d}-{self.store.salt}",
+            alert_id=f"{category}-{number:06d}-{self.store.salt}",
             site=node.site,
-            category=NODE_OFFLINE,
-            priority="high",
+            category=category,
+            priority=priority,
             state="raised",
             location=node.node,
             nodes=[AlertNode(node=node.node, score=1.0)],
-            first_evidence_at=_dt(node.last_heard),
+            first_evidence_at=_dt(since),
             raised_at=_dt(now),
             published_at=_dt(now),
             confidence=1.0,
-            title=f"Sensor {node.node} stopped listening",
+            title=title,
             reason=reason,
         )
-        node.offline_alert_id = alert.alert_id
-        self.metrics.alerts.labels(NODE_OFFLINE, "high").inc()
-        self.metrics.active_alerts.labels(NODE_OFFLINE).inc()
-        self.store.save_alert(AlertRow(alert.alert_id, node.site, NODE_OFFLINE, True, "raised",
+        self.metrics.alerts.labels(category, priority).inc()
+        self.store.save_alert(AlertRow(alert.alert_id, node.site, category,
+                                       category == NODE_OFFLINE, "raised",
                                        alert.model_dump_json(), {}))  # fmt: skip
-        log.warning("node %s/%s offline: %s", node.site, node.node, reason)
-        return [self._record(alert)]
+        return self._record(alert)
 
     def _node_back(self, node: NodeRow, now: float) -> list[Alert]:
         node.state = "online"
@@ -578,26 +588,9 @@ class Aggregator:
             self.store.save_alert(row)
             self.metrics.active_alerts.labels(NODE_OFFLINE).dec()
             out.append(self._record(resolved))
-        number = self.store.next_counter("alerts")
-        back = Alert(
-            alert_id=f"{NODE_ONLINE}-{number:06d}-{self.store.salt}",
-            site=node.site,
-            category=NODE_ONLINE,
-            priority="normal",
-            state="raised",
-            location=node.node,
-            nodes=[AlertNode(node=node.node, score=1.0)],
-            first_evidence_at=_dt(now),
-            raised_at=_dt(now),
-            published_at=_dt(now),
-            confidence=1.0,
-            title=f"Sensor {node.node} is listening again",
-        )
-        self.store.save_alert(AlertRow(back.alert_id, node.site, NODE_ONLINE, False, "raised",
-                                       back.model_dump_json(), {}))  # fmt: skip
-        self.metrics.alerts.labels(NODE_ONLINE, "normal").inc()
+        out.append(self._node_alert(node, NODE_ONLINE, "normal", now, since=now,
+                                    title=f"Sensor {node.node} is listening again"))  # fmt: skip
         log.info("node %s/%s back online", node.site, node.node)
-        out.append(self._record(back))
         return out
 
     # -- feedback ----------------------------------------------------------------------------
