@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,25 @@ from soundalert.mqtt import BrokerUrl, make_client
 from tests.support.mosquitto import Mosquitto
 
 TOKEN = "test-token-0123456789abcdef"  # noqa: S105 - a test token
+BROWSER_DIR = Path(__file__).with_name("browser")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NODE = shutil.which("node")
+
+
+def _browser_missing() -> str | None:
+    if NODE is None:
+        return "node is not installed (needed to run playwright-core)"
+    if not Path(CHROMIUM).exists():
+        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        return f"playwright-core is not installed: run 'npm ci' in {BROWSER_DIR}"
+    return None
+
+
+skip_without_browser = pytest.mark.skipif(
+    _browser_missing() is not None, reason=_browser_missing() or ""
+)
+"""Real Chromium driven by playwright-core under node: skipped, with the reason, without it."""
 SITE = "home"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -45,15 +44,20 @@ from services.web.service import WebService
 from services.web.settings import WebSettings
 from soundalert.broker import EmbeddedBroker, start_embedded_broker
 from tests.support.mosquitto import free_port
-from tests.web.conftest import TOKEN, eventually, running
+from tests.web.conftest import (
+    BROWSER_DIR,
+    CHROMIUM,
+    NODE,
+    TOKEN,
+    eventually,
+    running,
+    skip_without_browser,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BROWSER_DIR = Path(__file__).with_name("browser")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-NODE = shutil.which("node")
 SITE, NODE_ID = "home", "kitchen"
 CHROMIUM_RATE = 48_000
 SCORE_TOLERANCE = 0.03
@@ -64,19 +68,6 @@ up to 0.19 apart with XNNPACK and with TFLite's reference kernels on the same wi
 OFFLINE_WITHIN_S = 60.0
 MAX_MESSAGE_BYTES = 4096
 """An event is ~1 KB of JSON; one 0.975 s window of audio would be 62 400 bytes as float32."""
-
-
-def _skip_reason() -> str | None:
-    if NODE is None:
-        return "node is not installed (needed to run playwright-core)"
-    if not Path(CHROMIUM).exists():
-        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return f"playwright-core is not installed: run 'npm ci' in {BROWSER_DIR}"
-    return None
-
-
-skip_without_browser = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
 def _require_frontend() -> None:

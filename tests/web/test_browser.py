@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,9 @@ from services.web.service import WebService
 from services.web.settings import WebSettings
 from tests.support.mosquitto import Mosquitto
 from tests.web.conftest import (
+    BROWSER_DIR,
+    CHROMIUM,
+    NODE,
     SITE,
     TOKEN,
     event,
@@ -38,27 +40,15 @@ from tests.web.conftest import (
     mqtt_client,
     node_status,
     running,
+    skip_without_browser,
     wait_connected,
 )
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BROWSER_DIR = Path(__file__).with_name("browser")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-NODE = shutil.which("node")
 MAX_LATENCY_MS = 2000
-
-
-def _skip_reason() -> str | None:
-    if NODE is None:
-        return "node is not installed (needed to run playwright-core)"
-    if not Path(CHROMIUM).exists():
-        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return f"playwright-core is not installed: run 'npm ci' in {BROWSER_DIR}"
-    return None
 
 
 def _feedback_count(agg: AggregatorService, category: str, verdict: str) -> float:
@@ -68,7 +58,7 @@ def _feedback_count(agg: AggregatorService, category: str, verdict: str) -> floa
     return value or 0.0
 
 
-@pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+@skip_without_browser
 @pytest.mark.timeout(120)
 async def test_alert_reaches_the_browser_and_false_alarm_reaches_the_aggregator(
     mosquitto: Mosquitto,
