@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.messages import Alert, ClassificationEvent, Feedback, NodeStatus
+from schemas.messages import Alert, ClassificationEvent, DeliveryAck, Feedback, NodeStatus
 from schemas.topics import ParsedTopic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "Reason", "Rejected", "decode"]
@@ -26,6 +26,7 @@ _SCHEMA_FAMILY = {
     NodeStatus: "soundalert.status/",
     Feedback: "soundalert.feedback/",
     Alert: "soundalert.alert/",
+    DeliveryAck: "soundalert.ack/",
 }
 _SCORE_ERRORS = frozenset({"finite_number", "greater_than_equal", "less_than_equal"})
 
@@ -42,6 +43,10 @@ class Reason(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_TOPIC = "unknown_topic"
     UNKNOWN_ALERT = "unknown_alert"
+    CLOCK_SKEW = "clock_skew"
+    """Timestamps too far ahead of the receiver's clock: the sender's clock is wrong."""
+    INTERNAL_ERROR = "internal_error"
+    """Valid, but processing it failed; dead-lettered so that nothing else is held up."""
 
 
 class Rejected(Exception):  # noqa: N818 - it is a verdict, not an error in our code

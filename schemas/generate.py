@@ -11,7 +11,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.messages import Alert, CategoryState, ClassificationEvent, Feedback, NodeStatus
+from schemas.messages import (
+    Alert,
+    CategoryState,
+    ClassificationEvent,
+    DeliveryAck,
+    Feedback,
+    NodeStatus,
+)
 
 __all__ = ["MODELS", "render", "write"]
 
@@ -22,6 +29,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "alert.v1.schema.json": Alert,
     "feedback.v1.schema.json": Feedback,
     "category_state.v1.schema.json": CategoryState,
+    "ack.v1.schema.json": DeliveryAck,
 }
 
 

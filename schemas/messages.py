@@ -6,11 +6,20 @@ version, anything else bumps the ``schema`` string.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.common import EventId, Id, Message, NodeId, UtcDatetime
+from schemas.common import (
+    MAX_SAFE_INT,
+    EventId,
+    Figures,
+    Id,
+    JsonObject,
+    Message,
+    NodeId,
+    UtcDatetime,
+)
 
 __all__ = [
     "Alert",
@@ -18,6 +27,7 @@ __all__ = [
     "AlertState",
     "CategoryState",
     "ClassificationEvent",
+    "DeliveryAck",
     "Feedback",
     "Label",
     "NodeState",
@@ -57,13 +67,15 @@ class ClassificationEvent(Message):
     event_id: EventId = Field(description="Unique, stable across retries and replays.")
     site: Id
     node: NodeId
-    seq: int = Field(ge=0, description="Per-node sequence number; increases by window.")
+    seq: int = Field(
+        ge=0, le=MAX_SAFE_INT, description="Per-node sequence number; increases by one per event."
+    )
     window_start: UtcDatetime = Field(description="Event time (audio clock) of the window start.")
     window_end: UtcDatetime = Field(description="Event time (audio clock) of the window end.")
     source: Source
     labels: list[Label] = Field(max_length=64, description="Top labels, model's own names.")
     level_dbfs: Dbfs | None = Field(default=None, description="Window RMS level.")
-    features: dict[str, Any] = Field(
+    features: JsonObject = Field(
         default_factory=dict, description="Optional features: band energies, detector flags."
     )
 
@@ -88,9 +100,16 @@ class NodeStatus(Message):
     heartbeat_s: float = Field(gt=0, le=3600, description="Seconds between heartbeats.")
     software: str = Field(default="", max_length=100, description="Software name and version.")
     capabilities: list[str] = Field(default_factory=list, max_length=32)
-    stats: dict[str, float | int | str] = Field(
-        default_factory=dict, description="Heartbeat figures: mic level, inference time, drops."
-    )
+    stats: Figures = Field(
+        default_factory=dict, max_length=64,
+        description="Heartbeat figures: mic level, inference time, drops.",
+    )  # fmt: skip
+    pending_from_seq: int | None = Field(
+        default=None, ge=0, le=MAX_SAFE_INT,
+        description="End-to-end delivery: the lowest event seq the node still holds (its next "
+        "seq when it holds none). Every lower seq was acknowledged or given up, so the "
+        "aggregator need not wait for it.",
+    )  # fmt: skip
 
 
 class AlertNode(Message):
@@ -119,10 +138,27 @@ class Alert(Message):
     delay_s: float | None = Field(
         default=None, description="Set when the alert is published long after the sound."
     )
-    repeat: int = Field(default=0, ge=0, description="Reminder count for an unacknowledged alert.")
+    repeat: int = Field(
+        default=0, ge=0, le=MAX_SAFE_INT, description="Reminder count for an unacknowledged alert."
+    )
     ended_at: UtcDatetime | None = Field(default=None, description="Event time the sound ended.")
     by: str | None = Field(default=None, max_length=64, description="Who acknowledged it.")
     reason: str | None = Field(default=None, max_length=200, description="Why, for trouble alerts.")
+
+
+class DeliveryAck(Message):
+    """Retained per node, from the aggregator: every event of the node up to ``seq`` is
+    committed to the aggregator's store. A node keeps each event until it is covered by an
+    ack, so a broker that forgets what it acknowledged (a crash, a lost session) loses
+    nothing: the node sends again what no ack covers, and the aggregator dedupes by event id."""
+
+    schema_: Literal["soundalert.ack/1"] = Field(default="soundalert.ack/1", alias="schema")
+    site: Id
+    node: NodeId
+    seq: int = Field(
+        ge=-1, le=MAX_SAFE_INT, description="Highest contiguous seq stored; -1 when none."
+    )
+    at: UtcDatetime = Field(description="When the aggregator committed it.")
 
 
 class Feedback(Message):

@@ -3,6 +3,7 @@
 Layout under a root (default ``soundalert/v1``)::
 
     <root>/<site>/<node>/events|features|status
+    <root>/<site>/<node>/ack                  retained DeliveryAck, aggregator -> node
     <root>/<site>/alerts                      every alert state change
     <root>/<site>/alerts/<category>/state     retained CategoryState
     <root>/<site>/feedback                    Feedback from people
@@ -20,11 +21,11 @@ __all__ = ["DEFAULT_ROOT", "SERVICES_LEVEL", "ParsedTopic", "TopicKind", "Topics
 
 DEFAULT_ROOT = "soundalert/v1"
 TopicKind = Literal[
-    "events", "features", "status", "alerts", "alert_state", "feedback", "service_status"
+    "events", "features", "status", "ack", "alerts", "alert_state", "feedback", "service_status"
 ]
 SERVICES_LEVEL = "_services"
 _ID = re.compile(ID_PATTERN)
-_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status"})
+_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status", "ack"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ class Topics:
 
     def status(self, site: str, node: str) -> str:
         return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/status"
+
+    def ack(self, site: str, node: str) -> str:
+        """Retained end-to-end delivery acknowledgement for one node (see DeliveryAck)."""
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/ack"
 
     def alerts(self, site: str) -> str:
         return f"{self.root}/{_check(site, 'site')}/alerts"

@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from schemas import Alert, ClassificationEvent, Feedback, NodeStatus, Reason, Rejected, decode
+from schemas import (
+    Alert,
+    ClassificationEvent,
+    DeliveryAck,
+    Feedback,
+    NodeStatus,
+    Reason,
+    Rejected,
+    decode,
+)
 from schemas.generate import JSON_DIR, MODELS, render
 from schemas.topics import ParsedTopic
 
@@ -76,6 +85,13 @@ def test_models_are_frozen() -> None:
         (_payload(schema="something.else/1"), Reason.SCHEMA_VIOLATION),
         (_payload(extra_field=1), Reason.SCHEMA_VIOLATION),
         (_payload(seq=-1), Reason.SCHEMA_VIOLATION),
+        # Beyond 2^53 - 1 a seq no longer fits JavaScript, and at 2^63 not even SQLite: the
+        # aggregator once crash-looped on such an event (issue "Never lose a fire alarm").
+        (_payload(seq=2**53), Reason.SCHEMA_VIOLATION),
+        (_payload(seq=9223372036854775808), Reason.SCHEMA_VIOLATION),
+        (_payload(features={"big": 2**63}), Reason.SCHEMA_VIOLATION),
+        (_payload(features={"deep": [[[[[[[[[[1]]]]]]]]]]}), Reason.SCHEMA_VIOLATION),
+        (_payload(features={"inf": 1e400}), Reason.SCHEMA_VIOLATION),
         (_payload(window_start="2026-11-21T10:00:00"), Reason.SCHEMA_VIOLATION),
         (_payload(window_end="2026-11-21T09:00:00Z"), Reason.SCHEMA_VIOLATION),
         (b'{"labels": [{"label": "x", "score": NaN}]}', Reason.SCORE_OUT_OF_RANGE),
@@ -92,6 +108,37 @@ def test_each_bad_payload_has_its_reason(payload: bytes, reason: Reason) -> None
     with pytest.raises(Rejected) as caught:
         decode(ClassificationEvent, payload)
     assert caught.value.reason is reason, caught.value.detail
+
+
+def test_the_largest_safe_numbers_are_accepted() -> None:
+    event = decode(ClassificationEvent, _payload(seq=2**53 - 1, features={"n": -(2**53 - 1)}))
+    assert event.seq == 2**53 - 1
+
+
+def test_status_figures_and_delivery_floor_are_bounded() -> None:
+    base = {"site": "home", "node": "kitchen", "state": "online", "at": "2026-11-21T10:00:00Z",
+            "heartbeat_s": 15}  # fmt: skip
+    ok = decode(NodeStatus, json.dumps({**base, "stats": {"n": 2**53 - 1},
+                                        "pending_from_seq": 17}).encode())  # fmt: skip
+    assert ok.pending_from_seq == 17
+    for bad in ({"stats": {"n": 2**64}}, {"pending_from_seq": 2**53}, {"pending_from_seq": -1}):
+        with pytest.raises(Rejected) as caught:
+            decode(NodeStatus, json.dumps({**base, **bad}).encode())
+        assert caught.value.reason is Reason.SCHEMA_VIOLATION, bad
+
+
+def test_delivery_ack_round_trips() -> None:
+    ack = decode(
+        DeliveryAck,
+        b'{"schema": "soundalert.ack/1", "site": "home", "node": "kitchen", "seq": 41,'
+        b' "at": "2026-11-21T10:00:00Z"}',
+        ParsedTopic("ack", "home", node="kitchen"),
+    )
+    assert ack.seq == 41
+    assert decode(DeliveryAck, ack.to_json()) == ack
+    with pytest.raises(Rejected) as caught:
+        decode(DeliveryAck, ack.to_json().replace(b"ack/1", b"ack/2"))
+    assert caught.value.reason is Reason.UNKNOWN_SCHEMA_VERSION
 
 
 def test_nan_in_a_full_event_is_a_score_error() -> None:

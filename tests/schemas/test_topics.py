@@ -13,6 +13,7 @@ def test_build_and_parse_round_trip() -> None:
     )
     assert topics.parse(topics.status("home", "hall")) == ParsedTopic("status", "home", "hall")
     assert topics.parse(topics.features("home", "hall")) == ParsedTopic("features", "home", "hall")
+    assert topics.parse(topics.ack("home", "hall")) == ParsedTopic("ack", "home", "hall")
     assert topics.parse(topics.alerts("home")) == ParsedTopic("alerts", "home")
     assert topics.parse(topics.feedback("home")) == ParsedTopic("feedback", "home")
     assert topics.parse(topics.alert_state("home", "smoke_alarm")) == ParsedTopic(
