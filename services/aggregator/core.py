@@ -28,13 +28,18 @@ from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
 
-__all__ = ["NODE_OFFLINE", "NODE_ONLINE", "Aggregator"]
+__all__ = ["NODE_OFFLINE", "NODE_ONLINE", "STORAGE_TROUBLE", "Aggregator"]
 
 log = logging.getLogger(__name__)
 
 NODE_OFFLINE = "node_offline"
 NODE_ONLINE = "node_online"
+STORAGE_TROUBLE = "storage_trouble"
 _RECENT_IDS = 200_000
+_MAX_SEQS_ABOVE = 4096
+"""Stored seqs kept above a gap in a node's sequence. A node with end-to-end delivery fills a
+gap by sending again (or gives it up in its status's ``pending_from_seq``); one without it
+never does, and its acknowledgement then moves on past the gap."""
 
 
 def _dt(ts: float) -> datetime:
@@ -91,28 +96,41 @@ class Aggregator:
         self._cooldown: dict[tuple[str, str], float] = {}
         # Confirmed but not raised yet (deferred, or held by a suppressor): wall time since.
         self._waiting: dict[tuple[str, str], float] = {}
+        # Nodes whose delivery acknowledgement should be (re)published after the next commit.
+        self._ack_due: set[tuple[str, str]] = set()
+        # Open "cannot save its state" alerts, by site.
+        self._trouble: dict[str, str] = {}
         metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
     # -- start-up ----------------------------------------------------------------------------
     def _load(self) -> None:
+        """Rebuild every in-memory index from the store (at start-up, and after a message
+        whose processing failed was rolled back)."""
         for node in self.store.nodes():
             self._nodes[(node.site, node.node)] = node
             self.metrics.expect_node(node.site, node.node)
             self.metrics.node_up.labels(node.site, node.node).set(
                 1 if node.state == "online" else 0
             )
+            if node.clock_offset_s is not None:
+                self.metrics.clock_offset.labels(node.site, node.node).set(node.clock_offset_s)
         self._cooldown = self.store.cooldowns()
         for hit, _ in self.store.hits(alert_id=None):
             pending = self._pending.setdefault((hit.site, hit.category), {})
             pending.setdefault(hit.node, []).append(hit)
             self._remember(hit.event_id)
+        active: dict[str, int] = dict.fromkeys([*self.policy.categories, NODE_OFFLINE,
+                                                STORAGE_TROUBLE], 0)  # fmt: skip
         for key, by_node in self._pending.items():
             cat = self.policy.categories.get(key[1])
             if cat is not None and any(confirming_group(h, cat.confirm) for h in by_node.values()):
                 self._waiting[key] = 0.0  # confirmed, not raised: the next tick decides
         for row in self.store.alerts(active=True):
-            if row.category == NODE_OFFLINE:
+            active[row.category] = active.get(row.category, 0) + 1
+            if row.category == STORAGE_TROUBLE:
+                self._trouble[row.site] = row.alert_id
+            if row.category in {NODE_OFFLINE, STORAGE_TROUBLE}:
                 continue
             cat = self.policy.categories.get(row.category)
             if cat is None:
@@ -120,6 +138,7 @@ class Aggregator:
                             row.alert_id, row.category)  # fmt: skip
                 row.active = False
                 self.store.save_alert(row)
+                active[row.category] -= 1
                 continue
             state = row.internal
             upgraded_from = state.get("upgraded_from")
@@ -147,8 +166,8 @@ class Aggregator:
                 upgraded_from=upgraded_from,
                 sustain=sustain,
             )
-            self.metrics.active_alerts.labels(row.category).inc()
-        self.store.commit()
+        for category, count in active.items():
+            self.metrics.active_alerts.labels(category).set(count)
 
     def _rule(self, category: str, upgraded_from: str | None = None) -> Rule:
         """How an alert of ``category`` confirms: its own rule, or, for one raised by an
@@ -166,26 +185,50 @@ class Aggregator:
     # -- events ------------------------------------------------------------------------------
     def handle_event(self, event: ClassificationEvent, now: float) -> list[Alert]:
         event_id = event.event_id
-        if event_id in self._recent:
-            self.metrics.duplicates.inc()
-            return []
-        matches = self._match(event)
-        if matches and self.store.is_known_event(event_id):
+        start = event.window_start.timestamp()
+        end = event.window_end.timestamp()
+        node = self._node(event.site, event.node, now)
+        ahead = end - now
+        if ahead > self.policy.max_clock_ahead_s:
+            # Judged against our clock, never the node's: letting it in would move the node's
+            # watermark into the future, and every later (true) event would be "late".
+            self._clock_offset(node, ahead)
+            raise Rejected(
+                Reason.CLOCK_SKEW,
+                f"window ends {ahead:.0f} s after this server's clock: the clock of "
+                f"{event.site}/{event.node} is wrong (set it, or run NTP on it)",
+            )
+        self._delivered(node, event.seq)
+        if event_id in self._recent or not self.store.add_event(
+            event_id, site=event.site, node=event.node, seq=event.seq, end=end, received=now
+        ):
             self.metrics.duplicates.inc()
             self._remember(event_id)
             return []
         self._remember(event_id)
         self.metrics.events_received.labels(event.site, event.node).inc()
         out: list[Alert] = []
-        node = self._node(event.site, event.node, now)
         node.last_heard = now
         if node.state != "online":
             out += self._node_back(node, now)
+        newest = event.seq > node.last_seq
         node.last_seq = max(node.last_seq, event.seq)
-        start = event.window_start.timestamp()
-        end = event.window_end.timestamp()
-        behind = node.watermark - end
         self._dirty.add((node.site, node.node))
+        if node.watermark > now + self.policy.max_clock_ahead_s:
+            log.warning("node %s/%s: its watermark was %.0f s ahead of this clock (saved while "
+                        "its clock was wrong); starting again from this event", node.site,
+                        node.node, node.watermark - now)  # fmt: skip
+            node.watermark = end
+        behind = node.watermark - end
+        if behind > self.policy.reorder_bound_s and newest:
+            # The node's newest event lies far behind the ones it sent before: its clock was
+            # set back (NTP correcting a wrong clock). Follow it; a node must not go deaf.
+            log.warning("node %s/%s: clock went back %.0f s (seq %d); following it", node.site,
+                        node.node, behind, event.seq)  # fmt: skip
+            self.metrics.clock_jumps.inc()
+            node.watermark = end
+            behind = 0.0
+        matches = self._match(event)
         if behind > self.policy.reorder_bound_s:
             self.metrics.late.inc()
             self.store.add_late(
@@ -199,6 +242,12 @@ class Aggregator:
             )
             log.info("late event %s from %s/%s: %.1f s behind its node's watermark",
                      event_id, event.site, event.node, behind)  # fmt: skip
+            # Late evidence of a smoke or CO alarm still raises, marked with its delay.
+            for category, (score, weight) in matches.items():
+                if self.policy.categories[category].priority == "critical":
+                    hit = HitRow(event_id, category, event.site, event.node, start, end, score,
+                                 weight, event.level_dbfs)  # fmt: skip
+                    out += self._on_hit(hit, node, now)
             return out
         node.watermark = max(node.watermark, end)
         for category, (score, weight) in matches.items():
@@ -208,6 +257,69 @@ class Aggregator:
         out += self._raise_waiting(event.site, now, wall_limit=None)
         out += self._end_by_event_time(event.site, node.watermark, now)
         return out
+
+    # -- end-to-end delivery -----------------------------------------------------------------
+    def _delivered(self, node: NodeRow, seq: int) -> None:
+        """Note that the node's event ``seq`` is (about to be) stored; advance its ack."""
+        key = (node.site, node.node)
+        if seq <= node.acked_seq:
+            self._ack_due.add(key)  # sent again: the node has not seen our acknowledgement
+            return
+        node.seqs_above.add(seq)
+        self._dirty.add(key)
+        self._advance(node)
+
+    def delivered(self, site: str, node: str, seq: int, now: float) -> None:
+        """An event that could not be processed was dead-lettered: it is stored, so the node
+        may stop sending it."""
+        self._delivered(self._node(site, node, now), seq)
+
+    def _advance(self, node: NodeRow) -> None:
+        before = node.acked_seq
+        above = node.seqs_above
+        if len(above) > _MAX_SEQS_ABOVE:
+            log.warning("node %s/%s: seq %d never arrived and %d later ones did; acknowledging "
+                        "past the gap", node.site, node.node, node.acked_seq + 1,
+                        len(above))  # fmt: skip
+            node.acked_seq = min(above) - 1
+        while node.acked_seq + 1 in above:
+            node.acked_seq += 1
+            above.discard(node.acked_seq)
+        if node.acked_seq != before:
+            self._ack_due.add((node.site, node.node))
+
+    def _delivery_status(self, node: NodeRow, status: NodeStatus, *, retained: bool) -> None:
+        key = (node.site, node.node)
+        if status.next_seq is not None and status.next_seq <= node.acked_seq and not retained:
+            log.warning("node %s/%s counts its events from %d again (acknowledged up to %d): its "
+                        "queue was reset; counting afresh", node.site, node.node,
+                        status.next_seq, node.acked_seq)  # fmt: skip
+            floor = status.pending_from_seq
+            node.acked_seq = (floor if floor is not None else status.next_seq) - 1
+            node.seqs_above = set()
+            self._ack_due.add(key)
+        floor = status.pending_from_seq
+        if floor is not None and floor - 1 > node.acked_seq:
+            # Everything below the floor was acknowledged or given up by the node.
+            node.acked_seq = floor - 1
+            node.seqs_above = {seq for seq in node.seqs_above if seq > node.acked_seq}
+            self._ack_due.add(key)
+            self._advance(node)
+
+    def take_ack_due(self) -> list[NodeRow]:
+        """Nodes whose acknowledgement to publish, once what it covers is committed."""
+        due = [self._nodes[key] for key in self._ack_due if key in self._nodes]
+        self._ack_due.clear()
+        return due
+
+    def ack_all(self) -> list[NodeRow]:
+        """Every node with something acknowledged (to publish after a reconnect)."""
+        return [node for node in self._nodes.values() if node.acked_seq >= 0]
+
+    def _clock_offset(self, node: NodeRow, offset: float) -> None:
+        node.clock_offset_s = round(offset, 3)
+        self._dirty.add((node.site, node.node))
+        self.metrics.clock_offset.labels(node.site, node.node).set(node.clock_offset_s)
 
     def _match(self, event: ClassificationEvent) -> dict[str, tuple[float, int]]:
         found: dict[str, tuple[float, int]] = {}
@@ -341,7 +453,11 @@ class Aggregator:
         site, category = key
         assert hits.canon is not None
         number = self.store.next_counter("alerts")
-        delay = now - hits.canon.raised_at
+        # raised_at is on the confirming node's clock: a node whose clock is behind ours must
+        # not make a live alert look delayed.
+        node = self._nodes.get((site, hits.canon.confirmed_by))
+        offset = node.clock_offset_s if node is not None and node.clock_offset_s else 0.0
+        delay = now - hits.canon.raised_at + offset
         return Episode(
             alert_id=f"{category[:40]}-{number:06d}-{self.store.salt}",
             site=site,
@@ -516,6 +632,9 @@ class Aggregator:
                       ) -> list[Alert]:  # fmt: skip
         node = self._node(status.site, status.node, now)
         self._dirty.add((node.site, node.node))
+        self._delivery_status(node, status, retained=retained)
+        if status.state == "online" and not retained:
+            self._clock_offset(node, status.at.timestamp() - now)
         node.heartbeat_s = status.heartbeat_s
         node.software = status.software
         node.stats = json.dumps(status.stats)
@@ -549,15 +668,23 @@ class Aggregator:
     def _node_alert(self, node: NodeRow, category: str, priority: Priority, now: float, *,
                     since: float, title: str, reason: str | None = None) -> Alert:  # fmt: skip
         """A raised sensor alert (node_offline stays active until the node returns)."""
+        return self._system_alert(node.site, category, priority, now, location=node.node,
+                                  since=since, title=title, reason=reason,
+                                  active=category == NODE_OFFLINE)  # fmt: skip
+
+    def _system_alert(self, site: str, category: str, priority: Priority, now: float, *,
+                      location: str | None, since: float, title: str, reason: str | None,
+                      active: bool) -> Alert:  # fmt: skip
+        """A raised alert about soundalert itself: a sensor, or its own storage."""
         number = self.store.next_counter("alerts")
         alert = Alert(
             alert_id=f"{category}-{number:06d}-{self.store.salt}",
-            site=node.site,
+            site=site,
             category=category,
             priority=priority,
             state="raised",
-            location=node.node,
-            nodes=[AlertNode(node=node.node, score=1.0)],
+            location=location,
+            nodes=[AlertNode(node=location, score=1.0)] if location is not None else [],
             first_evidence_at=_dt(since),
             raised_at=_dt(now),
             published_at=_dt(now),
@@ -566,10 +693,49 @@ class Aggregator:
             reason=reason,
         )
         self.metrics.alerts.labels(category, priority).inc()
-        self.store.save_alert(AlertRow(alert.alert_id, node.site, category,
-                                       category == NODE_OFFLINE, "raised",
+        self.store.save_alert(AlertRow(alert.alert_id, site, category, active, "raised",
                                        alert.model_dump_json(), {}))  # fmt: skip
         return self._record(alert)
+
+    def _resolve_system_alert(self, alert_id: str, now: float) -> list[Alert]:
+        row = self.store.alert(alert_id)
+        if row is None or not row.active:
+            return []
+        resolved = Alert.model_validate_json(row.payload).model_copy(
+            update={"state": "resolved", "published_at": _dt(now), "ended_at": _dt(now)}
+        )
+        row.active, row.state, row.payload = False, "resolved", resolved.model_dump_json()
+        self.store.save_alert(row)
+        self.metrics.active_alerts.labels(row.category).dec()
+        return [self._record(resolved)]
+
+    # -- soundalert's own trouble ------------------------------------------------------------
+    def storage_trouble(self, now: float, problem: str) -> list[Alert]:
+        """Raise "soundalert cannot save its state" at every site it serves (once)."""
+        sites = {site for site, _ in self._nodes} | {site for site, _ in self._active}
+        out: list[Alert] = []
+        for site in sorted(sites - set(self._trouble)):
+            alert = self._system_alert(
+                site, STORAGE_TROUBLE, "high", now, location=None, since=now,
+                title="soundalert cannot save its state",
+                reason=f"{problem[:120]}; alerts still work, but a restart now would forget "
+                "them (free disk space)",
+                active=True,
+            )  # fmt: skip
+            self._trouble[site] = alert.alert_id
+            self.metrics.active_alerts.labels(STORAGE_TROUBLE).inc()
+            out.append(alert)
+        return out
+
+    def storage_recovered(self, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for site in sorted(self._trouble):
+            out += self._resolve_system_alert(self._trouble.pop(site), now)
+        return out
+
+    @property
+    def storage_trouble_sites(self) -> list[str]:
+        return sorted(self._trouble)
 
     def _node_back(self, node: NodeRow, now: float) -> list[Alert]:
         node.state = "online"
@@ -577,17 +743,8 @@ class Aggregator:
         self.metrics.node_up.labels(node.site, node.node).set(1)
         if node.offline_alert_id is None:
             return []
-        out: list[Alert] = []
-        row = self.store.alert(node.offline_alert_id)
+        out = self._resolve_system_alert(node.offline_alert_id, now)
         node.offline_alert_id = None
-        if row is not None and row.active:
-            resolved = Alert.model_validate_json(row.payload).model_copy(
-                update={"state": "resolved", "published_at": _dt(now), "ended_at": _dt(now)}
-            )
-            row.active, row.state, row.payload = False, "resolved", resolved.model_dump_json()
-            self.store.save_alert(row)
-            self.metrics.active_alerts.labels(NODE_OFFLINE).dec()
-            out.append(self._record(resolved))
         out.append(self._node_alert(node, NODE_ONLINE, "normal", now, since=now,
                                     title=f"Sensor {node.node} is listening again"))  # fmt: skip
         log.info("node %s/%s back online", node.site, node.node)
@@ -673,7 +830,9 @@ class Aggregator:
 
     def category_state(self, site: str, category: str, latest: Alert, now: float
                        ) -> CategoryState:  # fmt: skip
-        if category == NODE_OFFLINE:
+        if category == STORAGE_TROUBLE:
+            active = [self._trouble[site]] if site in self._trouble else []
+        elif category == NODE_OFFLINE:
             active = sorted(
                 n.offline_alert_id
                 for n in self._nodes.values()
@@ -687,6 +846,18 @@ class Aggregator:
 
     def nodes(self) -> list[NodeRow]:
         return list(self._nodes.values())
+
+    def adopt(self, previous: Aggregator, *, forget: str | None = None) -> None:
+        """Take over what only lives in memory from the core this one replaces (rebuilt from
+        the store after a failed message): how long confirmed categories have waited, the ids
+        seen recently (less ``forget``, the failed message's), and acks not yet published."""
+        for key, since in previous._waiting.items():
+            if key in self._waiting:
+                self._waiting[key] = since
+        self._recent = previous._recent
+        if forget is not None:
+            self._recent.pop(forget, None)
+        self._ack_due |= previous._ack_due
 
     def active_episodes(self) -> list[Episode]:
         return list(self._active.values())

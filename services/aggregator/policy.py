@@ -124,6 +124,14 @@ class Policy(_Config):
     delayed_after_s: float = Field(
         default=30.0, ge=0, description="Alerts published this long after the sound say so."
     )
+    max_clock_ahead_s: float = Field(
+        default=120.0,
+        ge=1,
+        le=86400,
+        description="Events whose window ends this far after the aggregator's clock are "
+        "rejected (clock_skew): their node's clock is wrong, and letting them in would move its "
+        "watermark into the future and make every later event late.",
+    )
     heartbeat_misses: int = Field(
         default=3, ge=1, le=100, description="Missed heartbeats before a node is offline."
     )

@@ -6,7 +6,17 @@ Delivery guarantees:
 * inbound QoS 1 messages are acknowledged (PUBACK) only after their effects are committed
   to SQLite, so a crash makes the broker redeliver them to our persistent session;
 * outbound alerts are written to an outbox table in the same transaction as the state change
-  and deleted once the broker acknowledged them, so a crash or an outage never loses one.
+  and deleted once the broker acknowledged them, so a crash or an outage never loses one;
+* once a node's events are committed, a retained :class:`~schemas.messages.DeliveryAck` tells
+  the node it may delete them, so a broker that forgets (a crash, a lost session) loses nothing.
+
+No message can stop the service. Each message's effects run in a savepoint: one whose
+processing fails after validation is undone alone, dead-lettered with its reason, counted
+(``soundalert_messages_rejected_total{reason="internal_error"}``) and acknowledged, and the core
+is rebuilt from the store. A commit that fails (a full disk) does not stop alerting either:
+alerts go out from memory, a ``storage_trouble`` alert says so, the commit is retried with
+everything since the last good one, and no delivery ack is sent until it succeeds, so the nodes
+keep what the aggregator could not save.
 
 Inbound acknowledgements never wait for outbound ones: a batch is acknowledged as soon as its
 effects (outbox rows included) are committed, and the committed outbox is published on a second
@@ -28,14 +38,22 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
-from schemas.messages import Alert, ClassificationEvent, Feedback, NodeState, NodeStatus
+from schemas.messages import (
+    Alert,
+    ClassificationEvent,
+    DeliveryAck,
+    Feedback,
+    NodeState,
+    NodeStatus,
+)
 from schemas.topics import Topics
 from services.aggregator.core import Aggregator
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.store import Publication, Store
+from services.aggregator.store import NodeRow, Publication, StorageError, Store
 from soundalert.lifecycle import (
     announced,
     cancel_until_done,
@@ -44,7 +62,7 @@ from soundalert.lifecycle import (
     service_link,
     service_status,
 )
-from soundalert.mqtt import BrokerUrl, ack, make_client, run_forever
+from soundalert.mqtt import Backoff, BrokerUrl, ack, make_client, run_forever
 
 __all__ = ["AggregatorService"]
 
@@ -79,9 +97,13 @@ class AggregatorService:
         self.broker = BrokerUrl.parse(settings.broker)
         self.topics = Topics(settings.topic_root)
         self.metrics = metrics or AggregatorMetrics()
-        self.store = Store(settings.database)
+        self._storage_problem: str | None = None
+        self._memory_only: str | None = None
+        self.store = self._open_store()
         self.core = Aggregator(policy or load_policy(settings.policy_file), self.store,
                                self.metrics)  # fmt: skip
+        if self.core.storage_trouble_sites and self._storage_problem is None:
+            self._storage_problem = "not saved before the last restart"  # resolved once saved
         self._on_alert = on_alert
         self._on_processed = on_processed
         self._handle_signals = handle_signals
@@ -89,6 +111,11 @@ class AggregatorService:
         # Outbox rows written since the last commit, and committed rows not yet handed to the
         # broker in this session; batches whose messages wait for those to be sent.
         self._staged: list[Publication] = []
+        self._staged_alerts: list[Alert] = []
+        self._retry = Backoff(initial=1.0, maximum=30.0)
+        self._retry_at = 0.0
+        self._acks_last: dict[tuple[str, str], float] = {}
+        self._acks_waiting: set[tuple[str, str]] = set()
         self._outbox: deque[Publication] = deque()
         self._outbox_ready = asyncio.Event()
         self._unsent_batches: list[list[_Received]] = []
@@ -97,6 +124,17 @@ class AggregatorService:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _open_store(self) -> Store:
+        """The state database; if it cannot even be opened, state lives in memory and a
+        storage_trouble alert says so (a crash loop would raise no alert at all)."""
+        try:
+            return Store(self.settings.database)
+        except (sqlite3.Error, OSError) as exc:
+            self._memory_only = f"cannot open {self.settings.database}: {exc}"
+            log.exception("%s; keeping state in memory until a restart", self._memory_only)
+            self.metrics.state_saved.set(0)
+            return Store(":memory:")
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -112,7 +150,11 @@ class AggregatorService:
                     await self._stop.wait()
                     await cancel_until_done([mqtt_task, outbound, ticker])
             finally:
-                self.store.commit()
+                try:
+                    self.store.commit()
+                except StorageError as exc:
+                    log.error("stopping with %d writes that could not be saved: %s",  # noqa: TRY400 - expected, no traceback
+                              self.store.uncommitted, exc)  # fmt: skip
                 self.store.close()
                 log.info("aggregator stopped")
 
@@ -160,10 +202,13 @@ class AggregatorService:
     async def _publish_session(self, client: aiomqtt.Client) -> None:
         self._commit()
         # Everything committed and not yet acknowledged by the broker, in order: what was
-        # committed while we were away, or sent on a connection that broke.
+        # committed while we were away, or sent on a connection that broke; then every node's
+        # delivery ack again (retained, so a broker that lost them has them back).
         self._outbox = deque(self.store.pending_publications())
         self._pending = len(self._outbox)
         self.metrics.outbox.set(self._pending)
+        if self._storage_problem is None:
+            self._outbox.extend(self._ack(node) for node in self.core.ack_all())
         self._outbox_ready.set()
         try:
             await self._publish_outbox(client)
@@ -198,18 +243,24 @@ class AggregatorService:
     async def _send(self, client: aiomqtt.Client, publication: Publication) -> None:
         await client.publish(publication.topic, publication.payload, qos=1,
                              retain=publication.retain)  # fmt: skip
+        if publication.id is None:
+            return
         self.store.published([publication.id])
-        self.store.commit()
         self._pending -= 1
         self.metrics.outbox.set(self._pending)
+        self._commit()
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_s)
+            now = time.time()
             try:
-                self._enqueue(self.core.tick(time.time()))
+                with self.store.isolated():
+                    self._enqueue(self.core.tick(now))
+                    self.core.flush()
             except Exception:  # a bug in one duty must not stop supervision for good
                 log.exception("supervision tick failed")
+                self._rebuild_core()
             self._commit()
             try:
                 await asyncio.to_thread(self.store.checkpoint)
@@ -222,21 +273,65 @@ class AggregatorService:
         now = time.time()
         topic = str(message.topic)
         raw = message.payload
-        payload = raw if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
+        payload = bytes(raw if isinstance(raw, bytes | bytearray) else str(raw or "").encode())
         event_id = None
+        staged, staged_alerts = len(self._staged), len(self._staged_alerts)
         try:
-            event_id = self._dispatch(topic, bytes(payload), message.retain, now)
+            with self.store.isolated():
+                event_id = self._dispatch(topic, payload, message.retain, now)
+                self.core.flush()
         except Rejected as rejected:
             self.metrics.rejected.labels(rejected.reason.value).inc()
             reason = rejected.reason.value
-            excerpt = bytes(payload[:_TRUNCATE])
+            excerpt = payload[:_TRUNCATE]
             log.warning("rejected message on %s (%s): %s; payload %r", topic, reason,
                         rejected.detail, excerpt)  # fmt: skip
-        except Exception:  # never let one message stop the loop
-            self.metrics.rejected.labels("internal_error").inc()
-            log.exception("failed to process message on %s; payload %r", topic,
-                          bytes(payload[:_TRUNCATE]))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - never let one message stop the loop
+            del self._staged[staged:], self._staged_alerts[staged_alerts:]  # rolled back
+            self._dead_letter(topic, payload, now, exc)
         return _Received(message, started, event_id)
+
+    def _dead_letter(self, topic: str, payload: bytes, now: float, exc: Exception) -> None:
+        """A valid message whose processing failed: its writes were rolled back; keep it with
+        its reason, count it, and carry on with a core rebuilt from the store."""
+        self.metrics.rejected.labels(Reason.INTERNAL_ERROR.value).inc()
+        log.error("failed to process message on %s (dead-lettered); payload %r", topic,
+                  payload[:_TRUNCATE], exc_info=exc)  # fmt: skip
+        event = self._event_of(topic, payload)
+        self._rebuild_core(forget=event.event_id if event is not None else None)
+        try:
+            with self.store.isolated():
+                self.store.dead_letter(topic, payload, reason=Reason.INTERNAL_ERROR.value,
+                                       detail=f"{type(exc).__name__}: {exc}",
+                                       received=now)  # fmt: skip
+        except Exception:
+            log.exception("could not dead-letter the message on %s either", topic)
+            return
+        if event is None:
+            return
+        try:  # stored, if only as a dead letter: the node may stop sending it
+            with self.store.isolated():
+                self.core.delivered(event.site, event.node, event.seq, now)
+                self.core.flush()
+        except Exception:
+            log.exception("could not count the dead-lettered event as delivered")
+            self._rebuild_core()
+
+    def _event_of(self, topic: str, payload: bytes) -> ClassificationEvent | None:
+        parsed = self.topics.parse(topic)
+        if parsed is None or parsed.kind != "events":
+            return None
+        try:
+            return decode(ClassificationEvent, payload, parsed)
+        except Rejected:
+            return None
+
+    def _rebuild_core(self, *, forget: str | None = None) -> None:
+        """Rebuild the core from the store, which holds everything up to the failed message:
+        the old core may hold half of that message's effects."""
+        previous = self.core
+        self.core = Aggregator(previous.policy, self.store, self.metrics)
+        self.core.adopt(previous, forget=forget)
 
     def _dispatch(self, topic: str, payload: bytes, retained: bool, now: float) -> str | None:
         """Validate and hand one message to the core; returns the event id, if any."""
@@ -267,23 +362,94 @@ class AggregatorService:
             self._staged.append(self.store.enqueue(
                 self.topics.alert_state(alert.site, alert.category), state.to_json(), retain=True
             ))  # fmt: skip
+            self._staged_alerts.append(alert)
+
+    def _commit(self) -> bool:
+        """Commit; hand what the commit queued to the outbox publisher. True if it queued any.
+
+        Never raises. When the state cannot be saved, the alerts go out all the same (a smoke
+        alarm must reach the person), and delivery acks wait until it can."""
+        saved = self._save()
+        for alert in self._staged_alerts:
             log.info("alert %s %s %s at %s (%s)", alert.alert_id, alert.category, alert.state,
                      alert.location, alert.site)  # fmt: skip
             if self._on_alert is not None:
                 self._on_alert(alert)
+        self._staged_alerts.clear()
+        queued = bool(self._staged)
+        if queued:
+            self._pending += len(self._staged)
+            self.metrics.outbox.set(self._pending)
+            self._outbox.extend(self._staged)
+            self._staged.clear()
+        if saved:
+            self._acks_waiting.update((n.site, n.node) for n in self.core.take_ack_due())
+            self._queue_acks()
+        if self._outbox:
+            self._outbox_ready.set()
+        return queued
 
-    def _commit(self) -> bool:
-        """Commit; hand what the commit queued to the outbox publisher. True if it queued any."""
-        self.core.flush()
-        self.store.commit()
-        if not self._staged:
+    def _save(self) -> bool:
+        """Commit the store; on failure raise the trouble alert and schedule a retry."""
+        if self._storage_problem is not None and time.monotonic() < self._retry_at:
+            return False  # writes go on piling up in the open transaction until the retry
+        try:
+            self.store.commit()
+        except StorageError as exc:
+            self._storage_failed(str(exc))
             return False
-        self._pending += len(self._staged)
-        self.metrics.outbox.set(self._pending)
-        self._outbox.extend(self._staged)
-        self._staged.clear()
-        self._outbox_ready.set()
+        if self._memory_only is not None:  # committed, but only to memory: not saved
+            self._storage_failed(self._memory_only)
+            return False
+        if self._storage_problem is not None:
+            log.warning("state saved again (%s is over)", self._storage_problem)
+            self._storage_problem = None
+            self._retry.reset()
+            self.metrics.state_saved.set(1)
+            with self.store.isolated():
+                self._enqueue(self.core.storage_recovered(time.time()))
+            return self._save()
+        self.metrics.uncommitted.set(0)
         return True
+
+    def _storage_failed(self, problem: str) -> None:
+        if self._memory_only is None:
+            self.metrics.commit_failures.inc()
+        self.metrics.state_saved.set(0)
+        self.metrics.uncommitted.set(self.store.uncommitted)
+        if self._storage_problem is None:
+            log.error("cannot save the aggregator's state (%s): alerting from memory, retrying",
+                      problem)  # fmt: skip
+        self._storage_problem = problem
+        if self._memory_only is None:
+            self._retry_at = time.monotonic() + self._retry.next_delay()
+        try:
+            with self.store.isolated():
+                self._enqueue(self.core.storage_trouble(time.time(), problem))
+        except Exception:
+            log.exception("could not raise the storage trouble alert")
+
+    def _ack(self, node: NodeRow) -> Publication:
+        ack_message = DeliveryAck(site=node.site, node=node.node, seq=node.acked_seq,
+                                  at=utc_now())  # fmt: skip
+        return Publication(None, self.topics.ack(node.site, node.node), ack_message.to_json(),
+                           retain=True)  # fmt: skip
+
+    def _queue_acks(self) -> None:
+        """Publish waiting delivery acks, at most one per node per ``ack_interval_s``."""
+        if not self._acks_waiting:
+            return
+        clock = time.monotonic()
+        interval = self.settings.ack_interval_s
+        nodes = {(n.site, n.node): n for n in self.core.nodes()}
+        for key in list(self._acks_waiting):
+            if clock - self._acks_last.get(key, -interval) < interval:
+                continue
+            self._acks_waiting.discard(key)
+            node = nodes.get(key)
+            if node is not None:
+                self._acks_last[key] = clock
+                self._outbox.append(self._ack(node))
 
     def _commit_and_ack(self, client: aiomqtt.Client, batch: list[_Received]) -> None:
         """Commit the batch's effects, then acknowledge its messages."""

@@ -25,6 +25,13 @@ class AggregatorSettings(BrokerServiceSettings):
     status_heartbeat_s: float = Field(
         default=15.0, gt=0, description="How often the service re-publishes its own status."
     )
+    ack_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="At most one delivery ack per node this often (nodes delete their events "
+        "once acknowledged; acks are retained, so a later one covers what an earlier said).",
+    )
 
     @property
     def database(self) -> Path:

@@ -1,26 +1,42 @@
-"""SQLite state for the aggregator: nodes, hits, alerts, history, feedback, publications.
+"""SQLite state for the aggregator: nodes, events, hits, alerts, history, feedback, publications.
 
 Writes are batched by the service: it commits before it publishes anything and before it
 acknowledges the MQTT messages that caused the change. Publications go through an outbox
 table, so a crash between commit and publish re-publishes on restart instead of losing an
 alert, and a crash after publish but before the outbox row is cleared re-sends at most that
 one message.
+
+Two failures must never stop the aggregator:
+
+* **One message whose processing fails** (after it was validated): each message's writes run
+  inside a savepoint (:meth:`Store.isolated`) and are undone alone, so the rest of the batch
+  still commits and the message can be dead-lettered (:meth:`Store.dead_letter`).
+* **A commit that fails** (a full disk, an I/O error): SQLite rolls the transaction back, but
+  every write since the last good commit is kept in a journal and replayed into a new
+  transaction at once, so what the aggregator reads stays what it decided. :meth:`commit`
+  raises :class:`StorageError`, and the next call tries again with everything; the service
+  keeps alerting from memory meanwhile. ``cache_spill`` is off, so uncommitted pages stay in
+  memory instead of being written to a disk that cannot take them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AlertRow", "HitRow", "NodeRow", "Publication", "Store"]
+__all__ = ["AlertRow", "HitRow", "NodeRow", "Publication", "StorageError", "Store"]
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 # A checkpoint copies the WAL into the database file and fsyncs it: milliseconds that would stall
 # the event loop every few hundred commits. The service runs checkpoints from a worker thread
@@ -34,6 +50,14 @@ CREATE TABLE IF NOT EXISTS nodes (
     last_heard REAL NOT NULL, last_seq INTEGER NOT NULL, watermark REAL NOT NULL,
     offline_alert_id TEXT, software TEXT NOT NULL DEFAULT '', stats TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (site, node)
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, site TEXT NOT NULL, node TEXT NOT NULL, seq INTEGER NOT NULL,
+    window_end REAL NOT NULL, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    reason TEXT NOT NULL, detail TEXT NOT NULL, received_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hits (
     event_id TEXT NOT NULL, category TEXT NOT NULL, site TEXT NOT NULL, node TEXT NOT NULL,
@@ -72,6 +96,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 """
 
+# Columns added after schema version 1: (table, column, declaration).
+_ADDED_COLUMNS = (
+    ("nodes", "acked_seq", "INTEGER NOT NULL DEFAULT -1"),
+    ("nodes", "seqs_above", "TEXT NOT NULL DEFAULT '[]'"),
+    ("nodes", "clock_offset_s", "REAL"),
+)
+_NODE_COLUMNS = (
+    "site, node, state, heartbeat_s, last_heard, last_seq, watermark, offline_alert_id, "
+    "software, stats, acked_seq, seqs_above, clock_offset_s"
+)
+
+
+class StorageError(Exception):
+    """A commit failed (disk full, I/O error). Nothing is lost from memory: the next
+    :meth:`Store.commit` writes everything since the last good one."""
+
 
 @dataclass(slots=True)
 class NodeRow:
@@ -85,6 +125,12 @@ class NodeRow:
     offline_alert_id: str | None = None
     software: str = ""
     stats: str = "{}"
+    acked_seq: int = -1
+    """End-to-end delivery: every event seq up to this one is stored (see DeliveryAck)."""
+    seqs_above: set[int] = field(default_factory=set)
+    """Stored seqs above ``acked_seq``, waiting for the gap below them to fill."""
+    clock_offset_s: float | None = None
+    """The node's clock minus ours, from its last live status (or a rejected future event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +159,9 @@ class AlertRow:
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    id: int
+    id: int | None
+    """The outbox row; ``None`` for a message that needs none (a delivery ack, derived
+    from committed state and sent again after a reconnect)."""
     topic: str
     payload: bytes
     retain: bool
@@ -126,31 +174,126 @@ class Store:
         self.path = Path(path) if str(path) != ":memory:" else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path))
+        # Transactions are ours (BEGIN in _write, COMMIT in commit), not the sqlite3 module's.
+        self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash or power
         # loss can lose the last commits.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+        self._db.execute("PRAGMA cache_spill=OFF")
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
-        self._db.executescript(_DDL)
-        self._db.execute(
+        self._journal: list[tuple[str, tuple[Any, ...]]] = []
+        self._stale = False  # the open transaction lacks some journalled writes
+        self._db.executescript(f"BEGIN; {_DDL} COMMIT;")
+        self._migrate()
+        self._write(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(3),))
-        self._db.commit()
+        self._write("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(3),))
+        self.commit()
         self.salt: str = self._db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+        self._counters: dict[str, int] = dict(self._db.execute("SELECT name, value FROM counters"))
+
+    def _migrate(self) -> None:
+        for table, column, declaration in _ADDED_COLUMNS:
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._write(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._write("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        self.commit()
 
     def close(self) -> None:
         with self._checkpoint_lock:
             if self._checkpointer is not None:
                 self._checkpointer.close()
                 self._checkpointer = None
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
         self._db.close()
 
+    # -- transactions ------------------------------------------------------------------------
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Every change goes through here: journalled until it is committed."""
+        self._begin()
+        self._journal.append((sql, params))
+        return self._db.execute(sql, params)
+
+    def _write_many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        for params in rows:
+            self._write(sql, params)
+
+    def _begin(self) -> None:
+        if self._stale:
+            self._replay()
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+
+    def _replay(self) -> None:
+        """Make the open transaction hold every journalled write again (after SQLite rolled
+        back a failed commit). If even that fails, reads are stale until a commit succeeds."""
+        with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        try:
+            self._db.execute("BEGIN")
+            for sql, params in self._journal:
+                self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            self._stale = True
+            log.error("cannot replay %d uncommitted writes (%s); retrying at the next commit",  # noqa: TRY400
+                      len(self._journal), exc)  # fmt: skip
+        else:
+            self._stale = False
+
+    @property
+    def uncommitted(self) -> int:
+        """Writes not yet committed (grows while commits fail)."""
+        return len(self._journal)
+
     def commit(self) -> None:
-        self._db.commit()
+        """Commit every write since the last good commit. Raises :class:`StorageError` when it
+        cannot; the writes stay journalled, and visible to reads, for the next attempt."""
+        if self._stale:
+            self._replay()
+        if not self._db.in_transaction:
+            if self._stale:
+                raise StorageError("the uncommitted writes could not be replayed")
+            self._journal.clear()
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if not self._db.in_transaction:  # SQLite rolled it back (disk full, I/O error)
+                self._replay()
+            raise StorageError(str(exc)) from exc
+        self._journal.clear()
+
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[None]:
+        """One message's writes: if the body raises, they are undone and left out of the
+        journal, and everything written before stays."""
+        self._begin()
+        mark = len(self._journal)
+        self._db.execute("SAVEPOINT message")
+        try:
+            yield
+        except BaseException:
+            del self._journal[mark:]
+            try:
+                self._db.execute("ROLLBACK TO message")
+                self._db.execute("RELEASE message")
+            except sqlite3.Error:
+                self._stale = True  # replay rebuilds the transaction from the journal
+            raise
+        try:
+            self._db.execute("RELEASE message")
+        except sqlite3.Error:
+            self._stale = True
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database file without blocking the writer.
@@ -167,27 +310,59 @@ class Store:
 
     # -- nodes -------------------------------------------------------------------------------
     def nodes(self) -> list[NodeRow]:
-        rows = self._db.execute(
-            "SELECT site, node, state, heartbeat_s, last_heard, last_seq, watermark, "
-            "offline_alert_id, software, stats FROM nodes"
-        ).fetchall()
-        return [NodeRow(*row) for row in rows]
+        rows = self._db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes")  # noqa: S608 - constant
+        return [
+            NodeRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                    set(json.loads(r[11])), r[12])
+            for r in rows
+        ]  # fmt: skip
 
-    def save_nodes(self, nodes: list[NodeRow]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?,?)",
+    def save_nodes(self, nodes: Iterable[NodeRow]) -> None:
+        self._write_many(
+            f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) VALUES ({','.join('?' * 13)})",  # noqa: S608
             [
                 (
                     n.site, n.node, n.state, n.heartbeat_s, n.last_heard, n.last_seq,
-                    n.watermark, n.offline_alert_id, n.software, n.stats,
+                    n.watermark, n.offline_alert_id, n.software, n.stats, n.acked_seq,
+                    json.dumps(sorted(n.seqs_above)), n.clock_offset_s,
                 )
                 for n in nodes
             ],
         )  # fmt: skip
 
+    # -- events ------------------------------------------------------------------------------
+    def add_event(self, event_id: str, *, site: str, node: str, seq: int, end: float,
+                  received: float) -> bool:  # fmt: skip
+        """Record a received event; ``False`` when its id was recorded before (a duplicate)."""
+        cursor = self._write(
+            "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?)",
+            (event_id, site, node, seq, end, received),
+        )
+        return cursor.rowcount == 1
+
+    def is_known_event(self, event_id: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM events WHERE event_id=?", (event_id,)).fetchone()
+        return found is not None
+
+    def dead_letter(self, topic: str, payload: bytes, *, reason: str, detail: str,
+                    received: float) -> None:  # fmt: skip
+        """Keep a message whose processing failed, with why, for someone to look at."""
+        self._write(
+            "INSERT INTO dead_letters (topic, payload, reason, detail, received_at) "
+            "VALUES (?,?,?,?,?)",
+            (topic, payload, reason, detail[:2000], received),
+        )
+
+    def dead_letters(self) -> list[tuple[str, bytes, str, str]]:
+        """(topic, payload, reason, detail), oldest first."""
+        cursor = self._db.execute(
+            "SELECT topic, payload, reason, detail FROM dead_letters ORDER BY id"
+        )
+        return [(r[0], bytes(r[1]), r[2], r[3]) for r in cursor]
+
     # -- hits and late events ----------------------------------------------------------------
     def add_hit(self, hit: HitRow, received_at: float, alert_id: str | None) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR IGNORE INTO hits VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 hit.event_id, hit.category, hit.site, hit.node, hit.start, hit.end, hit.score,
@@ -196,14 +371,14 @@ class Store:
         )  # fmt: skip
 
     def attach_hits(self, alert_id: str, hits: list[HitRow]) -> None:
-        self._db.executemany(
+        self._write_many(
             "UPDATE hits SET alert_id=? WHERE event_id=? AND category=?",
             [(alert_id, h.event_id, h.category) for h in hits],
         )
 
     def move_hits(self, from_alert: str, to_alert: str) -> None:
         """Give every hit of one alert to another (an alert upgraded to a stronger one)."""
-        self._db.execute("UPDATE hits SET alert_id=? WHERE alert_id=?", (to_alert, from_alert))
+        self._write("UPDATE hits SET alert_id=? WHERE alert_id=?", (to_alert, from_alert))
 
     def hits(self, *, alert_id: str | None) -> Iterator[tuple[HitRow, str | None]]:
         query = (
@@ -217,16 +392,8 @@ class Store:
         for row in cursor:
             yield HitRow(*row[:9]), row[9]
 
-    def is_known_event(self, event_id: str) -> bool:
-        found = self._db.execute(
-            "SELECT 1 FROM hits WHERE event_id=? UNION ALL "
-            "SELECT 1 FROM late_events WHERE event_id=? LIMIT 1",
-            (event_id, event_id),
-        ).fetchone()
-        return found is not None
-
     def prune_pending(self, site: str, category: str, node: str, before: float) -> None:
-        self._db.execute(
+        self._write(
             "DELETE FROM hits WHERE alert_id IS NULL AND site=? AND category=? AND node=? "
             "AND window_end < ?",
             (site, category, node, before),
@@ -236,24 +403,21 @@ class Store:
         self, event_id: str, *, site: str, node: str, end: float, behind: float,
         received: float, payload: str,
     ) -> None:  # fmt: skip
-        self._db.execute(
+        self._write(
             "INSERT OR IGNORE INTO late_events VALUES (?,?,?,?,?,?,?)",
             (event_id, site, node, end, behind, received, payload),
         )
 
     # -- alerts ------------------------------------------------------------------------------
     def next_counter(self, name: str) -> int:
-        self._db.execute(
-            "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            (name,),
-        )
-        value: int = self._db.execute(
-            "SELECT value FROM counters WHERE name=?", (name,)
-        ).fetchone()[0]
+        # Counted in memory too: an id is never handed out twice, whatever the disk does.
+        value = self._counters.get(name, 0) + 1
+        self._counters[name] = value
+        self._write("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
         return value
 
     def save_alert(self, row: AlertRow) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?)",
             (
                 row.alert_id, row.site, row.category, int(row.active), row.state, row.payload,
@@ -262,7 +426,7 @@ class Store:
         )  # fmt: skip
 
     def record_history(self, alert_id: str, state: str, published_at: str, payload: str) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO alert_history (alert_id, state, published_at, payload) VALUES (?,?,?,?)",
             (alert_id, state, published_at, payload),
         )
@@ -304,12 +468,12 @@ class Store:
         return {(r[0], r[1]): r[2] for r in self._db.execute("SELECT * FROM cooldowns")}
 
     def set_cooldown(self, site: str, category: str, until: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO cooldowns VALUES (?,?,?)", (site, category, until))
+        self._write("INSERT OR REPLACE INTO cooldowns VALUES (?,?,?)", (site, category, until))
 
     # -- feedback ----------------------------------------------------------------------------
     def add_feedback(self, alert_id: str, verdict: str, by: str, at: str, received: float) -> bool:
         """Record feedback; ``False`` when this exact feedback was already recorded."""
-        cursor = self._db.execute(
+        cursor = self._write(
             "INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?)",
             (alert_id, verdict, by, at, received),
         )
@@ -318,7 +482,7 @@ class Store:
     # -- publication outbox ------------------------------------------------------------------
     def enqueue(self, topic: str, payload: bytes, *, retain: bool) -> Publication:
         """Queue a publication (in the current transaction); the service sends it once committed."""
-        cursor = self._db.execute(
+        cursor = self._write(
             "INSERT INTO outbox (topic, payload, retain) VALUES (?,?,?)",
             (topic, payload, int(retain)),
         )
@@ -332,4 +496,4 @@ class Store:
         ]
 
     def published(self, ids: list[int]) -> None:
-        self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+        self._write_many("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])

@@ -73,22 +73,35 @@ class AlertListener:
 
 
 @contextlib.asynccontextmanager
-async def listening(broker_url: str, topics: Topics) -> AsyncIterator[AlertListener]:
-    listener = AlertListener()
+async def subscribed(
+    broker_url: str, topic_filter: str, handle: Callable[[bytes], None]
+) -> AsyncIterator[None]:
+    """Hand every payload published on ``topic_filter`` (retained ones too) to ``handle``."""
     client = make_client(BrokerUrl.parse(broker_url), f"listener-{uuid.uuid4().hex[:8]}")
     async with client:
-        await client.subscribe(topics.all_alerts, qos=1)
+        await client.subscribe(topic_filter, qos=1)
 
         async def pump() -> None:
             async for message in client.messages:
                 assert isinstance(message.payload, bytes)
-                listener.alerts.append(Alert.model_validate_json(message.payload))
-                listener.changed.set()
+                handle(message.payload)
 
         task = asyncio.create_task(pump())
         try:
-            yield listener
+            yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
+
+
+@contextlib.asynccontextmanager
+async def listening(broker_url: str, topics: Topics) -> AsyncIterator[AlertListener]:
+    listener = AlertListener()
+
+    def handle(payload: bytes) -> None:
+        listener.alerts.append(Alert.model_validate_json(payload))
+        listener.changed.set()
+
+    async with subscribed(broker_url, topics.all_alerts, handle):
+        yield listener
