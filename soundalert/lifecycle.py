@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
 
 import aiomqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
@@ -25,11 +28,15 @@ __all__ = [
     "handle_signals",
     "heartbeat",
     "metrics_server",
+    "open_state",
+    "save_state",
     "service_link",
     "service_status",
 ]
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 
 class ServiceMetrics:
@@ -54,6 +61,46 @@ class ServiceMetrics:
         Info("soundalert_build", "Build information.", registry=self.registry).info(
             {"version": __version__, "service": service}
         )
+        self.state_saved = Gauge(
+            "soundalert_state_saved",
+            "1 while the service's state commits to disk, 0 while it cannot (a full or "
+            "read-only disk): the service keeps working from memory.",
+            registry=self.registry,
+        )
+        self.commit_failures = Counter(
+            "soundalert_state_commit_failures_total",
+            "Commits of the service's state that failed (disk full, I/O error).",
+            registry=self.registry,
+        )
+        self.state_saved.set(1)
+
+
+def open_state(
+    opener: Callable[[Path], S], path: Path, metrics: ServiceMetrics
+) -> tuple[S, str | None]:
+    """Open a service's SQLite state; returns it and, if it could not be opened, why. When
+    that fails (a full or read-only disk), the state lives in memory until a restart: a
+    service that exits raises no alert at all."""
+    try:
+        return opener(path), None
+    except (sqlite3.Error, OSError) as exc:
+        log.exception("cannot open %s; keeping state in memory until a restart", path)
+        metrics.state_saved.set(0)
+        return opener(Path(":memory:")), f"cannot open {path}: {exc}"
+
+
+def save_state(commit: Callable[[], None], metrics: ServiceMetrics) -> bool:
+    """Commit; when the disk refuses, say so and carry on from memory (``False``)."""
+    try:
+        commit()
+    except sqlite3.Error as exc:
+        if metrics.state_saved._value.get() != 0:  # noqa: SLF001 - log once per outage
+            log.error("cannot save state (%s): working from memory", exc)  # noqa: TRY400
+        metrics.commit_failures.inc()
+        metrics.state_saved.set(0)
+        return False
+    metrics.state_saved.set(1)
+    return True
 
 
 def service_status(

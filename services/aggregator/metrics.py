@@ -117,23 +117,11 @@ class AggregatorMetrics(ServiceMetrics):
             "back) and the aggregator followed it.",
             registry=r,
         )
-        self.state_saved = Gauge(
-            "soundalert_state_saved",
-            "1 while the aggregator's state commits to disk, 0 while commits fail (alerts "
-            "still go out, from memory).",
-            registry=r,
-        )
-        self.commit_failures = Counter(
-            "soundalert_state_commit_failures_total",
-            "Commits of the aggregator's state that failed (disk full, I/O error).",
-            registry=r,
-        )
         self.uncommitted = Gauge(
             "soundalert_state_uncommitted_writes",
             "Writes held in memory because their commit failed.",
             registry=r,
         )
-        self.state_saved.set(1)
 
     def expect_categories(self, priorities: dict[str, str]) -> None:
         """Create each policy category's series at zero (category -> priority).

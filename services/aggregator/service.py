@@ -59,6 +59,7 @@ from soundalert.lifecycle import (
     cancel_until_done,
     handle_signals,
     metrics_server,
+    open_state,
     service_link,
     service_status,
 )
@@ -98,8 +99,8 @@ class AggregatorService:
         self.topics = Topics(settings.topic_root)
         self.metrics = metrics or AggregatorMetrics()
         self._storage_problem: str | None = None
-        self._memory_only: str | None = None
-        self.store = self._open_store()
+        # A database that cannot even be opened: state in memory, and a trouble alert.
+        self.store, self._memory_only = open_state(Store, settings.database, self.metrics)
         self.core = Aggregator(policy or load_policy(settings.policy_file), self.store,
                                self.metrics)  # fmt: skip
         if self.core.storage_trouble_sites and self._storage_problem is None:
@@ -124,17 +125,6 @@ class AggregatorService:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _open_store(self) -> Store:
-        """The state database; if it cannot even be opened, state lives in memory and a
-        storage_trouble alert says so (a crash loop would raise no alert at all)."""
-        try:
-            return Store(self.settings.database)
-        except (sqlite3.Error, OSError) as exc:
-            self._memory_only = f"cannot open {self.settings.database}: {exc}"
-            log.exception("%s; keeping state in memory until a restart", self._memory_only)
-            self.metrics.state_saved.set(0)
-            return Store(":memory:")
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:

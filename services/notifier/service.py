@@ -44,6 +44,8 @@ from soundalert.lifecycle import (
     cancel_until_done,
     handle_signals,
     metrics_server,
+    open_state,
+    save_state,
     service_link,
     service_status,
 )
@@ -90,7 +92,7 @@ class NotifierService:
                 key = f"{site}/{name}"
                 self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
                                                   self._settled)  # fmt: skip
-        self.store = Store(settings.database)
+        self.store, _ = open_state(Store, settings.database, self.metrics)
         self._handle_signals = handle_signals
 
     def stop(self) -> None:
@@ -141,7 +143,7 @@ class NotifierService:
             finally:
                 await self._http.close()
                 self._http = None
-                self.store.commit()
+                save_state(self.store.commit, self.metrics)
                 self.store.close()
                 log.info("notifier stopped")
 
@@ -251,7 +253,8 @@ class NotifierService:
             queued += [(self.store.enqueue(delivery, now), delivery)
                        for delivery in decision.deliveries
                        if delivery.channel_key in self.workers]  # fmt: skip
-        self.store.commit()
+        # Sent even when the disk cannot keep the outbox: a smoke alarm must go out.
+        save_state(self.store.commit, self.metrics)
         for outbox_id, delivery in queued:
             self.workers[delivery.channel_key].put(outbox_id, delivery, now)
 

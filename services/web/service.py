@@ -34,7 +34,14 @@ from services.web.metrics import WebMetrics
 from services.web.palette import categories
 from services.web.settings import WebSettings
 from services.web.store import WebStore
-from soundalert.lifecycle import announced, handle_signals, service_link, service_status
+from soundalert.lifecycle import (
+    announced,
+    handle_signals,
+    open_state,
+    save_state,
+    service_link,
+    service_status,
+)
 from soundalert.mqtt import BrokerUrl, ack
 
 __all__ = ["WebService"]
@@ -71,7 +78,7 @@ class WebService:
         self.broker = BrokerUrl.parse(settings.broker)
         self.topics = Topics(settings.topic_root)
         self.metrics = metrics or WebMetrics()
-        self.store = WebStore(settings.database)
+        self.store, _ = open_state(WebStore, settings.database, self.metrics)
         self.core = WebCore(self.store, self.topics)
         self.hub = Hub(on_count=self.metrics.stream_clients.set)
         token = settings.token.get_secret_value() if settings.token is not None else None
@@ -123,7 +130,7 @@ class WebService:
                 self.settings.metrics_port, self.settings.metrics_host, self.metrics.registry
             )
         self.store.prune(time.time() - self.settings.history_days * 86400)
-        self.store.commit()
+        save_state(self.store.commit, self.metrics)
         try:
             async with asyncio.TaskGroup() as group:
                 http = group.create_task(server.serve(sockets=[sock]))
@@ -148,7 +155,7 @@ class WebService:
             sock.close()
             if metrics_server is not None:
                 metrics_server.shutdown()
-            self.store.commit()
+            save_state(self.store.commit, self.metrics)
             self.store.close()
             log.info("web display stopped")
 
@@ -171,7 +178,7 @@ class WebService:
         while True:
             await asyncio.sleep(_PRUNE_EVERY_S)
             removed = self.store.prune(time.time() - self.settings.history_days * 86400)
-            self.store.commit()
+            save_state(self.store.commit, self.metrics)
             if removed:
                 log.info("pruned %d old alerts from the history", removed)
 
@@ -215,7 +222,6 @@ class WebService:
         now = time.time()
         try:
             updates = self.core.handle(topic, payload, retained=message.retain, now=now)
-            self.store.commit()
         except Rejected as rejected:
             self.metrics.rejected.labels(rejected.reason.value).inc()
             log.warning("rejected message on %s (%s): %s; payload %r", topic,
@@ -226,6 +232,8 @@ class WebService:
             log.exception("failed to process message on %s; payload %r", topic,
                           payload[:_TRUNCATE])  # fmt: skip
             return
+        # Shown even when the disk cannot keep it: a smoke alarm must reach the screen.
+        save_state(self.store.commit, self.metrics)
         for update in updates:
             if update.kind == "alert" and not message.retain:
                 published = update.record["alert"]["published_at"]
