@@ -23,6 +23,7 @@ __all__ = [
     "WebCore",
     "alert_record",
     "iso",
+    "node_problems",
     "node_record",
 ]
 
@@ -62,9 +63,40 @@ def mic_level(status: NodeStatus) -> float | None:
     return None
 
 
+CLOCK_WARN_S = 60.0
+"""A node's clock this far off ours is shown: its events are judged by it."""
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if (minutes := round(seconds / 60)) < 60:
+        return f"{minutes} min"
+    if (hours := round(seconds / 3600)) < 48:
+        return f"{hours} h"
+    return f"{round(seconds / 86400)} days"
+
+
+def node_problems(status: NodeStatus, clock_offset_s: float | None) -> list[str]:
+    """What is wrong with a node that its online state does not say, in words."""
+    problems = []
+    if clock_offset_s is not None and abs(clock_offset_s) >= CLOCK_WARN_S:
+        way = "ahead" if clock_offset_s > 0 else "behind"
+        problems.append(f"clock {_span(abs(clock_offset_s))} {way}")
+    stats = status.stats
+    if stats.get("outbox_disk_full"):
+        problems.append("its disk is full")
+    dropped = stats.get("outbox_dropped")
+    if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+        problems.append(f"{dropped} event{'s' if dropped != 1 else ''} dropped (queue full)")
+    return problems
+
+
 def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
     status = entry.status
     silent = now - entry.last_heard
+    # A live status was heard when it came: the difference is the node's clock offset.
+    offset = status.at.timestamp() - entry.last_heard if status.state == "online" else None
     service = status.site == SERVICES_LEVEL
     # Services announce themselves once and rely on their last will; nodes heartbeat.
     online = status.state == "online" and (
@@ -81,6 +113,8 @@ def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
         "software": status.software,
         "mic_dbfs": mic_level(status),
         "stats": status.stats,
+        "clock_offset_s": None if offset is None else round(offset, 1),
+        "problems": node_problems(status, offset),
     }
 
 

@@ -91,6 +91,24 @@ def test_node_status_and_mic_level(core: WebCore) -> None:
     assert node_record(entry, NOW + 46)["online"] is False
 
 
+def test_a_wrong_clock_and_dropped_events_are_named(core: WebCore) -> None:
+    ahead = node_status("kitchen", at=datetime.fromtimestamp(NOW + 3600, UTC))
+    ahead = ahead.model_copy(update={"stats": {"outbox_dropped": 3, "outbox_disk_full": 1}})
+    [update] = core.handle(T.status(SITE, "kitchen"), ahead.to_json(), retained=False, now=NOW)
+    assert update.record["clock_offset_s"] == 3600
+    assert update.record["problems"] == [
+        "clock 1 h ahead",
+        "its disk is full",
+        "3 events dropped (queue full)",
+    ]
+    behind = node_status("hall", at=datetime.fromtimestamp(NOW - 300, UTC))
+    [update] = core.handle(T.status(SITE, "hall"), behind.to_json(), retained=False, now=NOW)
+    assert update.record["problems"] == ["clock 5 min behind"]
+    fine = node_status("bedroom", at=datetime.fromtimestamp(NOW - 0.2, UTC))
+    [update] = core.handle(T.status(SITE, "bedroom"), fine.to_json(), retained=False, now=NOW)
+    assert update.record["problems"] == []
+
+
 @pytest.mark.parametrize(
     ("topic", "payload", "reason"),
     [

@@ -329,10 +329,11 @@ function renderNodes() {
     const word = online ? 'Online' : n.state === 'stopped' ? 'Stopped' : 'Offline';
     const level = n.mic_dbfs == null ? '' :
       `<label>Mic <meter min="-90" max="0" value="${Number(n.mic_dbfs)}"></meter> ${Math.round(n.mic_dbfs)} dBFS</label>`;
+    const problems = (n.problems || []).map((p) => `<span class="problem">${escapeHtml(p)}</span>`).join('');
     return `<li class="node" data-node="${escapeHtml(n.node)}">
       <span class="name">${escapeHtml(roomName(n.node))}</span>
       <span class="conn ${online ? 'on' : 'off'}">${word}</span>
-      <span class="meta"><span>${online ? 'Last heard' : 'Last report'} ${escapeHtml(ago(n.last_heard, now))}</span>${level}</span></li>`;
+      <span class="meta"><span>${online ? 'Last heard' : 'Last report'} ${escapeHtml(ago(n.last_heard, now))}</span>${level}</span>${problems}</li>`;
   }).join('');
 }
 
