@@ -39,6 +39,9 @@ class Mosquitto:
     acl: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    autosave_interval: int = 1
+    """Seconds between persistence saves (the compose stack's broker uses 60: a crash loses
+    what came since the last save, sessions included)."""
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,7 @@ class Mosquitto:
                     f"acl_file {self.workdir / 'acl'}",
                     "persistence true",
                     f"persistence_location {data}/",
-                    "autosave_interval 1",
+                    f"autosave_interval {self.autosave_interval}",
                     "max_queued_messages 100000",
                     "log_dest stderr",
                     "log_type error",
