@@ -269,11 +269,7 @@ def _table(outcomes: list[Outcome]) -> str:
 
 async def _main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="soundalert-chaos-"))
-    signal_ = demo_signal(RECORDING_S, alarm_at_s=ALARM_AT_S)
-    # The alarm sounds for ALARM_S, then the room is quiet again.
-    end = round((ALARM_AT_S + ALARM_S) * 16000)
-    quiet = demo_signal(RECORDING_S, alarm_at_s=RECORDING_S - 1, seed=11)
-    signal_[end:] = quiet[end:]
+    signal_ = demo_signal(RECORDING_S, alarm_at_s=ALARM_AT_S, alarm_s=ALARM_S)
     recording = write_wav(workdir / "recording.wav", signal_)
     print(f"chaos: {RECORDING_S:.0f} s recording, T3 alarm {ALARM_AT_S:.0f}-"
           f"{ALARM_AT_S + ALARM_S:.0f} s; outages {OUTAGES}; partition {PARTITION}; "

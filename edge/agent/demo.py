@@ -35,13 +35,19 @@ def _room_noise(n: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
 
 
 def demo_signal(
-    seconds: float = 30.0, *, alarm_at_s: float = 6.0, snr_db: float = 12.0, seed: int = 7
+    seconds: float = 30.0,
+    *,
+    alarm_at_s: float = 6.0,
+    alarm_s: float | None = None,
+    snr_db: float = 12.0,
+    seed: int = 7,
 ) -> npt.NDArray[np.float64]:
-    """``seconds`` of room noise with a T3 smoke alarm from ``alarm_at_s`` to the end."""
+    """``seconds`` of room noise with a T3 smoke alarm from ``alarm_at_s``, sounding for
+    ``alarm_s`` (to the end when unset)."""
     rng = np.random.default_rng(seed)
     n = round(seconds * SAMPLE_RATE)
     background = _room_noise(n, rng)
-    cycles = max(1, int((seconds - alarm_at_s) // 4))
+    cycles = max(1, int((alarm_s if alarm_s is not None else seconds - alarm_at_s) // 4))
     alarm = synth.t3(cycles=cycles)
     offset = round(alarm_at_s * SAMPLE_RATE)
     if offset + alarm.size > n:

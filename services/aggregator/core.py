@@ -750,6 +750,16 @@ class Aggregator:
         log.info("node %s/%s back online", node.site, node.node)
         return out
 
+    def resume_supervision(self, now: float) -> None:
+        """The aggregator (re)connected to its broker: it heard nothing while it was away, so
+        that silence says nothing about the nodes. Each node gets its full heartbeat allowance
+        from now (one that died meanwhile has a retained last will waiting, or misses its
+        heartbeats from now on)."""
+        for node in self._nodes.values():
+            if node.state == "online" and node.last_heard < now:
+                node.last_heard = now
+                self._dirty.add((node.site, node.node))
+
     # -- feedback ----------------------------------------------------------------------------
     def handle_feedback(self, feedback: Feedback, site: str, now: float) -> list[Alert]:
         row = self.store.alert(feedback.alert_id)

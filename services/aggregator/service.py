@@ -173,6 +173,9 @@ class AggregatorService:
                 [(self.topics.all_events, 1), (self.topics.all_status, 1),
                  (self.topics.all_feedback, 1)]
             )  # fmt: skip
+            with self.store.isolated():
+                self.core.resume_supervision(time.time())
+                self.core.flush()
             async with announced(client, status_topic, self._status,
                                  self.settings.status_heartbeat_s):  # fmt: skip
                 self.metrics.mqtt_connected.set(1)

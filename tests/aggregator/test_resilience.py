@@ -22,7 +22,7 @@ from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Store
 from tests.aggregator.conftest import listening, running, subscribed
-from tests.aggregator.factories import event
+from tests.aggregator.factories import event, status
 from tests.aggregator.test_service import _publish
 from tests.support.mosquitto import Mosquitto
 from tests.support.tmpfs import fill, tmpfs
@@ -195,3 +195,24 @@ async def test_a_database_it_cannot_open_still_lets_smoke_through(
             await listener.wait_for(lambda a: a.category == "smoke_alarm")
             trouble = await listener.wait_for(lambda a: a.category == "storage_trouble")
         assert "cannot open" in (trouble.reason or "")
+
+
+async def test_its_own_outage_is_not_taken_for_silent_nodes(
+    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+) -> None:
+    """While the aggregator was away it heard nothing: that is not the nodes' silence. After a
+    restart (or a broker outage) each node gets its heartbeat allowance again; one that really
+    is gone is found that long after."""
+    topics = Topics(agg_settings.topic_root)
+    beat = status(at=time.time(), heartbeat_s=1.0, node="hall")
+    async with running(AggregatorService(agg_settings)):
+        await _publish(mosquitto.url("hall"), [(topics.status("home", "hall"), beat.to_json())])
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(4.0)  # three heartbeats and more without an aggregator
+    async with running(AggregatorService(agg_settings)), \
+            listening(mosquitto.url("service"), topics) as listener:  # fmt: skip
+        started = time.monotonic()
+        offline = await listener.wait_for(lambda a: a.category == "node_offline", within_s=10)
+        took = time.monotonic() - started
+    assert offline.location == "hall"
+    assert took >= 2.5  # a full allowance from the restart, not at once
