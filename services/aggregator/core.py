@@ -24,6 +24,7 @@ from schemas.messages import (
     Priority,
 )
 from services.aggregator.confirm import EpisodeHits, Rule, Sustained, confirming_group, sort_key
+from services.aggregator.index import SiteIndex
 from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
@@ -89,13 +90,13 @@ class Aggregator:
         self.metrics = metrics
         self._index: dict[tuple[str, str], list[tuple[str, LabelRule]]] = policy.label_index()
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._nodes: dict[tuple[str, str], NodeRow] = {}
+        self._nodes: SiteIndex[NodeRow] = SiteIndex()
         self._dirty: set[tuple[str, str]] = set()
         self._pending: dict[tuple[str, str], dict[str, list[HitRow]]] = {}
-        self._active: dict[tuple[str, str], Episode] = {}
+        self._active: SiteIndex[Episode] = SiteIndex()
         self._cooldown: dict[tuple[str, str], float] = {}
         # Confirmed but not raised yet (deferred, or held by a suppressor): wall time since.
-        self._waiting: dict[tuple[str, str], float] = {}
+        self._waiting: SiteIndex[float] = SiteIndex()
         # Nodes whose delivery acknowledgement should be (re)published after the next commit.
         self._ack_due: set[tuple[str, str]] = set()
         # Open "cannot save its state" alerts, by site.
@@ -416,7 +417,9 @@ class Aggregator:
         """Re-examine confirmed categories still waiting: out their ``defer_s``, or for a
         suppressor's evidence to confirm or age out."""
         out: list[Alert] = []
-        for key in [k for k in self._waiting if site is None or k[0] == site]:
+        keys = (list(self._waiting) if site is None
+                else [(site, category) for category in self._waiting.of_site(site)])  # fmt: skip
+        for key in keys:
             if key not in self._waiting:  # raised or dropped by an earlier one in this loop
                 continue
             cat = self.policy.categories[key[1]]
@@ -476,8 +479,8 @@ class Aggregator:
         self._active[(site, category)] = episode
         superseded = [
             other
-            for (other_site, other_cat), other in list(self._active.items())
-            if other_site == site and category in self.policy.categories[other_cat].suppressed_by
+            for other_cat, other in self._active.of_site(site).items()
+            if category in self.policy.categories[other_cat].suppressed_by
         ]
         self.metrics.alerts.labels(category, cat.priority).inc()
         self.metrics.active_alerts.labels(category).inc()
@@ -543,8 +546,8 @@ class Aggregator:
 
     def _end_by_event_time(self, site: str, watermark: float, now: float) -> list[Alert]:
         out: list[Alert] = []
-        for (ep_site, category), episode in list(self._active.items()):
-            if ep_site != site or episode.ended_at is not None or episode.hits.canon is None:
+        for category, episode in self._active.of_site(site).items():
+            if episode.ended_at is not None or episode.hits.canon is None:
                 continue
             cat = self.policy.categories[category]
             if watermark >= episode.hits.canon.last_end + cat.hold_s:
@@ -712,7 +715,7 @@ class Aggregator:
     # -- soundalert's own trouble ------------------------------------------------------------
     def storage_trouble(self, now: float, problem: str) -> list[Alert]:
         """Raise "soundalert cannot save its state" at every site it serves (once)."""
-        sites = {site for site, _ in self._nodes} | {site for site, _ in self._active}
+        sites = set(self._nodes.sites()) | set(self._active.sites())
         out: list[Alert] = []
         for site in sorted(sites - set(self._trouble)):
             alert = self._system_alert(
@@ -845,8 +848,8 @@ class Aggregator:
         elif category == NODE_OFFLINE:
             active = sorted(
                 n.offline_alert_id
-                for n in self._nodes.values()
-                if n.site == site and n.offline_alert_id is not None
+                for n in self._nodes.of_site(site).values()
+                if n.offline_alert_id is not None
             )
         else:
             episode = self._active.get((site, category))
