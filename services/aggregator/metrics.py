@@ -117,6 +117,23 @@ class AggregatorMetrics(ServiceMetrics):
             "back) and the aggregator followed it.",
             registry=r,
         )
+        self.state_rows = Gauge(
+            "soundalert_state_rows",
+            "Rows in the aggregator's state, by table (retention keeps them bounded).",
+            ["table"],
+            registry=r,
+        )
+        self.pruned = Counter(
+            "soundalert_state_pruned_rows_total",
+            "Rows deleted by retention, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "soundalert_state_bytes",
+            "Bytes in use in the aggregator's SQLite database (freed pages are reused).",
+            registry=r,
+        )
         self.uncommitted = Gauge(
             "soundalert_state_uncommitted_writes",
             "Writes held in memory because their commit failed.",

@@ -70,6 +70,8 @@ __all__ = ["AggregatorService"]
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 256
+_PRUNE_EVERY_S = 600.0
+_PRUNE_CHUNK = 2000
 _MAX_SENDING = 8  # alert messages awaiting their PUBACK at once (aiomqtt warns above 10)
 _TRUNCATE = 200
 
@@ -119,6 +121,7 @@ class AggregatorService:
         self._acks_waiting: set[tuple[str, str]] = set()
         self._outbox: deque[Publication] = deque()
         self._outbox_ready = asyncio.Event()
+        self._prune_more = False
         self._unsent_batches: list[list[_Received]] = []
         self._pending = len(self.store.pending_publications())
         self.metrics.outbox.set(self._pending)
@@ -243,10 +246,30 @@ class AggregatorService:
         self.metrics.outbox.set(self._pending)
         self._commit()
 
+    def _retention(self, now: float) -> None:
+        """Prune a bounded chunk of what is older than the retention horizon (a backlog is
+        worked off a chunk a tick, so no tick holds the event loop for long)."""
+        before = now - self.settings.retention_days * 86400
+        try:
+            with self.store.isolated():
+                deleted = self.store.prune(before, limit=_PRUNE_CHUNK)
+            for table, count in deleted.items():
+                self.metrics.pruned.labels(table).inc(count)
+            self._prune_more = any(count >= _PRUNE_CHUNK for count in deleted.values())
+            for table, count in self.store.row_counts().items():
+                self.metrics.state_rows.labels(table).set(count)
+            self.metrics.state_bytes.set(self.store.used_bytes())
+        except (sqlite3.Error, OSError):
+            log.exception("retention pass failed (will retry)")
+
     async def _ticker(self) -> None:
+        last_prune = -_PRUNE_EVERY_S
         while True:
             await asyncio.sleep(self.settings.tick_s)
             now = time.time()
+            if self._prune_more or time.monotonic() - last_prune >= _PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                self._retention(now)
             try:
                 with self.store.isolated():
                     self._enqueue(self.core.tick(now))

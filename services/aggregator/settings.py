@@ -25,6 +25,13 @@ class AggregatorSettings(BrokerServiceSettings):
     status_heartbeat_s: float = Field(
         default=15.0, gt=0, description="How often the service re-publishes its own status."
     )
+    retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        le=36500,
+        description="Keep the event log, closed alerts (with their history, evidence and "
+        "feedback), late events and dead letters this long; open alerts are kept however old.",
+    )
     ack_interval_s: float = Field(
         default=1.0,
         ge=0,

@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, site TEXT NOT NULL, node TEXT NOT NULL, seq INTEGER NOT NULL,
     window_end REAL NOT NULL, received_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
     reason TEXT NOT NULL, detail TEXT NOT NULL, received_at REAL NOT NULL
@@ -71,6 +73,7 @@ CREATE TABLE IF NOT EXISTS late_events (
     window_end REAL NOT NULL, behind_s REAL NOT NULL, received_at REAL NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS late_events_received ON late_events (received_at);
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY, site TEXT NOT NULL, category TEXT NOT NULL,
     active INTEGER NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL,
@@ -81,6 +84,8 @@ CREATE TABLE IF NOT EXISTS alert_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, state TEXT NOT NULL,
     published_at TEXT NOT NULL, payload TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history (alert_id);
+CREATE INDEX IF NOT EXISTS alert_history_published ON alert_history (published_at);
 CREATE TABLE IF NOT EXISTS cooldowns (
     site TEXT NOT NULL, category TEXT NOT NULL, until REAL NOT NULL,
     PRIMARY KEY (site, category)
@@ -478,6 +483,54 @@ class Store:
             (alert_id, verdict, by, at, received),
         )
         return cursor.rowcount == 1
+
+    # -- retention ---------------------------------------------------------------------------
+    def prune(self, before: float, *, limit: int) -> dict[str, int]:
+        """Delete up to ``limit`` rows per table of what ended before ``before`` (epoch s):
+        the event log, late events and dead letters by when they came, and closed alerts
+        with their history, hits and feedback by their last publication. Open alerts and
+        the hits of any open alert are kept, however old. Returns rows deleted per table."""
+        stamp = datetime.fromtimestamp(before, UTC).isoformat()
+        old_alerts = [r[0] for r in self._db.execute(
+            "SELECT alert_id FROM alerts WHERE active=0 AND alert_id NOT IN "
+            "(SELECT alert_id FROM alert_history WHERE published_at >= ?) LIMIT ?",
+            (stamp, limit),
+        )]  # fmt: skip
+        deleted: dict[str, int] = {}
+        for table, where in (
+            ("events", "received_at < ?"),
+            ("late_events", "received_at < ?"),
+            ("dead_letters", "received_at < ?"),
+        ):
+            cursor = self._write(
+                f"DELETE FROM {table} WHERE rowid IN "  # noqa: S608 - constant names
+                f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
+                (before, limit),
+            )
+            deleted[table] = cursor.rowcount
+        for table in ("hits", "alert_history", "feedback", "alerts"):
+            deleted[table] = 0
+            for alert_id in old_alerts:
+                cursor = self._write(f"DELETE FROM {table} WHERE alert_id=?", (alert_id,))  # noqa: S608
+                deleted[table] += cursor.rowcount
+        cursor = self._write("DELETE FROM cooldowns WHERE until < ?", (before,))
+        deleted["cooldowns"] = cursor.rowcount
+        return deleted
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use (deleted rows' pages are free for reuse, not given
+        back to the file system: the file stops growing, it does not shrink)."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table that retention bounds (for metrics)."""
+        tables = ("events", "late_events", "dead_letters", "hits", "alerts", "alert_history",
+                  "feedback")  # fmt: skip
+        return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])  # noqa: S608
+                for t in tables}  # fmt: skip
 
     # -- publication outbox ------------------------------------------------------------------
     def enqueue(self, topic: str, payload: bytes, *, retain: bool) -> Publication:
