@@ -151,7 +151,7 @@ async def test_with_its_disk_full_it_still_raises_smoke_and_says_it_cannot_save(
     mosquitto: Mosquitto, agg_settings: AggregatorSettings, tmp_path: Path
 ) -> None:
     topics = Topics(agg_settings.topic_root)
-    with tmpfs(tmp_path / "small", 400) as small:
+    with tmpfs(tmp_path / "small", 1024) as small:
         settings = agg_settings.model_copy(update={"state_dir": small / "state"})
         service = AggregatorService(settings)
         async with running(service), listening(mosquitto.url("service"), topics) as listener, \
