@@ -300,11 +300,11 @@ def init(  # noqa: PLR0917 - typer takes options as parameters
                      help="Where the CA (ca.crt, ca.key) is kept; default <config-dir>/../ca. "
                      "Never mounted into a container."),
     ] = None,
-    services_dir: Annotated[
+    tls_dir: Annotated[
         Path | None,
-        typer.Option("--services-dir", file_okay=False,
-                     help="The soundalert services' config directory, which gets ca.crt; "
-                     "default <config-dir>/../soundalert."),
+        typer.Option("--tls-dir", file_okay=False,
+                     help="Gets ca.crt for the clients (compose mounts it at "
+                     "/etc/ssl/soundalert); default <config-dir>/../tls."),
     ] = None,
 ) -> None:  # fmt: skip
     """Create the service logins of the compose stack (aggregator, notifier, web, healthcheck,
@@ -316,7 +316,7 @@ def init(  # noqa: PLR0917 - typer takes options as parameters
     tls = BrokerTls(
         ca_dir=ca_dir or config_dir.parent / "ca",
         broker_dir=config_dir / "tls",
-        services_dir=services_dir or config_dir.parent / "soundalert",
+        clients_dir=tls_dir or config_dir.parent / "tls",
     )
     values = {
         f"{name.upper()}_MQTT_PASSWORD": secrets.token_urlsafe(18)
@@ -346,7 +346,7 @@ def init(  # noqa: PLR0917 - typer takes options as parameters
             typer.echo(line)
     except (OSError, ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"TLS: clients trust {tls.ca_cert} (broker URL: mqtts://...:8883?ca=<that file>)")
+    typer.echo(f"TLS: clients trust {tls.clients_dir / 'ca.crt'} (mqtts://...:8883?ca=<that file>)")
     if tls.broker_key.stat().st_mode & 0o004:
         typer.echo(
             f"  {tls.broker_key} is readable by every local user so that the broker (uid 1883 "

@@ -213,11 +213,13 @@ BROKER_UID: Final = 1883  # the eclipse-mosquitto image's user
 
 @dataclass(frozen=True)
 class BrokerTls:
-    """Where ``soundalert node init`` keeps the CA and the broker's certificate."""
+    """Where ``soundalert node init`` keeps the CA (``ca_dir``, never mounted anywhere), the
+    broker's certificate and key (``broker_dir``) and the CA certificate clients trust
+    (``clients_dir``: nothing secret, mounted into the soundalert services)."""
 
     ca_dir: Path
     broker_dir: Path
-    services_dir: Path
+    clients_dir: Path
 
     @property
     def ca_cert(self) -> Path:
@@ -238,7 +240,7 @@ class BrokerTls:
     def ensure(self, names: Sequence[str]) -> list[str]:
         """Create what is missing: the CA (kept if present), a broker certificate covering
         ``names`` (re-issued when it lacks one, has another issuer or expires within 30
-        days), and copies of the CA certificate for the broker and the services. Returns
+        days), and copies of the CA certificate for the broker and the clients. Returns
         what was done, one line each."""
         done: list[str] = []
         ca = self._ca(done)
@@ -250,7 +252,7 @@ class BrokerTls:
             if private:
                 os.chown(self.broker_key, BROKER_UID, BROKER_UID)
             done.append(f"broker certificate for {', '.join(names)}: {self.broker_cert}")
-        for directory in (self.broker_dir, self.services_dir):
+        for directory in (self.broker_dir, self.clients_dir):
             directory.mkdir(parents=True, exist_ok=True)
             copy = directory / "ca.crt"
             if not copy.exists() or copy.read_bytes() != ca.cert_pem():

@@ -77,7 +77,7 @@ def test_node_init_writes_a_ca_and_a_broker_certificate(tmp_path: Path) -> None:
         return result.output
 
     init("--san", "hub.example", "--san", "192.168.1.20")
-    ca_dir, services = tmp_path / "deploy" / "ca", tmp_path / "deploy" / "soundalert"
+    ca_dir, clients = tmp_path / "deploy" / "ca", tmp_path / "deploy" / "tls"
     ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
     broker = x509.load_pem_x509_certificate((config / "tls" / "broker.crt").read_bytes())
     broker.verify_directly_issued_by(ca)
@@ -88,7 +88,7 @@ def test_node_init_writes_a_ca_and_a_broker_certificate(tmp_path: Path) -> None:
     assert wanted <= names
     assert (ca_dir / "ca.key").stat().st_mode & 0o777 == 0o600
     assert not list(config.rglob("ca.key")), "the CA key stays out of the broker's mount"
-    for copy in (config / "tls" / "ca.crt", services / "ca.crt"):
+    for copy in (config / "tls" / "ca.crt", clients / "ca.crt"):
         assert copy.read_bytes() == (ca_dir / "ca.crt").read_bytes()
     openssl = shutil.which("openssl")
     if openssl is not None:
