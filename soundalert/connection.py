@@ -202,13 +202,13 @@ def _detail(exc: BaseException) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
-def takeover_message(broker: BrokerUrl, client_id: str, evidence: str) -> str:
+def takeover_message(broker: BrokerUrl, client_id: str, evidence: str, *, certain: bool) -> str:
+    who = "another client is" if certain else "most likely another client is"
     return (
         f"{_where(broker)} handed the session of client id {client_id!r} to another "
-        f"connection ({evidence}): another client is connected with the same client id "
-        f"{client_id!r}, and each takes the other's session over. Stop the other instance, or "
-        "give each its own client id (setting client_id, SOUNDALERT_CLIENT_ID; a node: its own "
-        "--node)"
+        f"connection ({evidence}): {who} connected with the same client id {client_id!r}, and "
+        "each takes the other's session over. Stop the other instance, or give each its own "
+        "client id (setting client_id, SOUNDALERT_CLIENT_ID; a node: its own --node)"
     )
 
 
@@ -227,13 +227,15 @@ def describe_drop(
     detail = _detail(exc) + (f"; {socket_error}" if socket_error else "")
     if SESSION_TAKEN_OVER in codes:
         evidence = f"MQTT 5 DISCONNECT reason {SESSION_TAKEN_OVER}, Session taken over"
-        return ConnectionProblem("taken_over", takeover_message(broker, client_id, evidence))
+        message = takeover_message(broker, client_id, evidence, certain=True)
+        return ConnectionProblem("taken_over", message)
     if taken_over:
         evidence = (
             "it dropped this connection soon after accepting it, again and again, while "
             "accepting every reconnect at once"
         )
-        return ConnectionProblem("taken_over", takeover_message(broker, client_id, evidence))
+        message = takeover_message(broker, client_id, evidence, certain=False)
+        return ConnectionProblem("taken_over", message)
     if _KEEPALIVE_TIMEOUT in codes:
         return ConnectionProblem(
             "lost", f"the connection to {_where(broker)} was lost: no keep-alive answer ({detail})"

@@ -266,8 +266,11 @@ class Backoff:
         self.attempt = 0
 
 
-STABLE_S: Final = 60.0
-"""A connection that lasted this long was healthy: the next reconnect starts the backoff anew."""
+STABLE_S: Final = 10.0
+"""A connection that lasted this long was working: the next reconnect starts the backoff anew
+(a broker that drops every connection at once is not retried twice a second)."""
+TAKEOVER_WINDOW_S: Final = 60.0
+"""Connections shorter than this (or twice the longest backoff) count towards a takeover."""
 
 
 async def run_forever(
@@ -285,10 +288,11 @@ async def run_forever(
     hears what happened each time (it may raise to give up). The backoff starts anew only
     after a connection that lasted :data:`STABLE_S`, so a broker that drops every connection
     at once is not hammered; a session taken over by another client with the same id waits
-    the longest delay, so two such clients do not take turns twice a second.
+    the longest delay (:class:`~soundalert.connection.TakeoverWatch`), so two such clients do
+    not take turns twice a second.
     """
     backoff = backoff or Backoff()
-    watch = TakeoverWatch(short_s=max(STABLE_S, 2 * backoff.maximum))
+    watch = TakeoverWatch(short_s=max(TAKEOVER_WINDOW_S, 2 * backoff.maximum))
     while True:
         client = connect()
         connected_at: float | None = None
