@@ -35,6 +35,7 @@ __all__ = [
     "ConnectionProblem",
     "ProblemKind",
     "TakeoverWatch",
+    "closed_by_broker",
     "describe_connect_failure",
     "describe_drop",
 ]
@@ -212,6 +213,12 @@ def takeover_message(broker: BrokerUrl, client_id: str, evidence: str, *, certai
     )
 
 
+def closed_by_broker(exc: BaseException) -> bool:
+    """The connection ended because the broker (or the network) closed it, not because we
+    stopped waiting for an answer."""
+    return "timed out" not in _detail(exc).lower()
+
+
 def describe_drop(
     exc: BaseException,
     broker: BrokerUrl,
@@ -277,9 +284,13 @@ class TakeoverWatch:
         self._after_drop = False
         self._instant = False
 
-    def dropped(self, now: float) -> bool:
-        """The accepted connection ended (not by us). True: this looks like a takeover."""
+    def dropped(self, now: float, *, by_broker: bool = True) -> bool:
+        """The accepted connection ended: the broker closed it (``by_broker``), or we gave up
+        on it (a timeout: no evidence of a takeover). True: this looks like a takeover."""
         lasted = now - (self._connected_at if self._connected_at is not None else now)
+        if not by_broker:
+            self.failed()
+            return False
         if self._instant and lasted < self.short_s:
             self.streak += 1
         else:

@@ -37,6 +37,7 @@ from soundalert.connection import (
     ClosedBeforeConnack,
     ConnectionProblem,
     TakeoverWatch,
+    closed_by_broker,
     describe_connect_failure,
     describe_drop,
 )
@@ -311,7 +312,7 @@ async def run_forever(
                 now = time.monotonic()
                 if now - connected_at >= STABLE_S:
                     backoff.reset()
-                suspected = watch.dropped(now)
+                suspected = watch.dropped(now, by_broker=closed_by_broker(exc))
                 socket_error = getattr(client, "socket_error", None)
                 problem = describe_drop(exc, broker, client.identifier, taken_over=suspected,
                                         socket_error=socket_error)  # fmt: skip

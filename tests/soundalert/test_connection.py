@@ -66,6 +66,17 @@ def test_a_flapping_network_is_not_a_takeover() -> None:
         assert not watch.dropped(now)
 
 
+def test_timeouts_are_no_evidence_of_a_takeover() -> None:
+    """A broker too slow to acknowledge: we drop the connection ourselves, again and again."""
+    watch = TakeoverWatch()
+    now = 0.0
+    for _ in range(10):
+        watch.connected(now)
+        now += 10.0
+        assert not watch.dropped(now, by_broker=False)
+        now += 0.3
+
+
 def test_instant_reconnects_that_are_dropped_again_are_a_takeover() -> None:
     watch = TakeoverWatch()
     seen = []
