@@ -2,7 +2,8 @@
 
 ``soundalert node add --site S --node N`` gives one listening node a login that may publish
 only under ``<root>/<site>/<node>/`` and read nothing; ``soundalert node init`` creates the
-service logins the compose stack uses and writes their passwords to an ``.env`` file.
+service logins the compose stack uses and writes their passwords to an ``.env`` file, and the
+broker's TLS: a private CA and a certificate for the broker (:mod:`soundalert.tls`).
 
 Password entries use Mosquitto 2's own format, ``$7$<iterations>$<salt>$<hash>`` (PBKDF2 with
 HMAC-SHA512, 12-byte salt, 64-byte hash, base64), generated here so that no ``mosquitto_passwd``
@@ -24,6 +25,7 @@ import typer
 
 from schemas.common import ID_PATTERN, RESERVED_NODE_IDS
 from schemas.topics import DEFAULT_ROOT
+from soundalert.tls import BrokerTls, default_broker_names
 
 __all__ = [
     "SERVICE_ACLS",
@@ -243,8 +245,9 @@ def add(
         typer.echo(f"  password: {secret}")
     typer.echo(
         f"  agent:    soundalert agent --site {site} --node {node} "
-        f"--broker 'mqtt://{user}:<password>@<broker host>:1883'"
+        f"--broker 'mqtts://{user}:<password>@<broker host>:8883?ca=/path/to/ca.crt'"
     )
+    typer.echo("            (ca.crt: the one 'soundalert node init' wrote)")
     typer.echo(f"  then {RELOAD_HINT}")
 
 
@@ -277,7 +280,7 @@ def list_logins(config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
 
 
 @node_app.command("init")
-def init(
+def init(  # noqa: PLR0917 - typer takes options as parameters
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     env_file: Annotated[
         Path, typer.Option("--env-file", help="Compose .env file for the generated passwords.")
@@ -286,10 +289,35 @@ def init(
         str, typer.Option("--demo-site", help="Site of the demo node (compose profile 'demo').")
     ] = "home",
     topic_root: RootOpt = DEFAULT_ROOT,
-) -> None:
+    san: Annotated[
+        list[str] | None,
+        typer.Option("--san", help="Another host name or address clients use to reach the "
+                     "broker, for its certificate (repeatable)."),
+    ] = None,
+    ca_dir: Annotated[
+        Path | None,
+        typer.Option("--ca-dir", file_okay=False,
+                     help="Where the CA (ca.crt, ca.key) is kept; default <config-dir>/../ca. "
+                     "Never mounted into a container."),
+    ] = None,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option("--tls-dir", file_okay=False,
+                     help="Gets ca.crt for the clients (compose mounts it at "
+                     "/etc/ssl/soundalert); default <config-dir>/../tls."),
+    ] = None,
+) -> None:  # fmt: skip
     """Create the service logins of the compose stack (aggregator, notifier, web, healthcheck,
-    and the demo node) with random passwords, kept in the .env file. Existing ones are kept."""
+    and the demo node) with random passwords, kept in the .env file, and the broker's TLS: a
+    CA and a certificate for the broker (names: mosquitto, localhost, 127.0.0.1, this host's
+    name and address, and every --san). Existing secrets, CA and certificate are kept; the
+    certificate is re-issued when a name is missing or it expires within 30 days."""
     _check_id(demo_site, "site")
+    tls = BrokerTls(
+        ca_dir=ca_dir or config_dir.parent / "ca",
+        broker_dir=config_dir / "tls",
+        clients_dir=tls_dir or config_dir.parent / "tls",
+    )
     values = {
         f"{name.upper()}_MQTT_PASSWORD": secrets.token_urlsafe(18)
         for name in _service_acls(topic_root)
@@ -313,6 +341,18 @@ def init(
     acl.set_block(f"node {site}/demo", node_acl(topic_root, site, "demo"))
     typer.echo(f"service logins written to {config_dir}/passwd and {config_dir}/acl")
     typer.echo(f"{len(added)} new secret(s) in {env_file} (keep it private)")
+    try:
+        for line in tls.ensure(default_broker_names(san or [])):
+            typer.echo(line)
+    except (OSError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"TLS: clients trust {tls.clients_dir / 'ca.crt'} (mqtts://...:8883?ca=<that file>)")
+    if tls.broker_key.stat().st_mode & 0o004:
+        typer.echo(
+            f"  {tls.broker_key} is readable by every local user so that the broker (uid 1883 "
+            f"in its container) can read it; to restrict it: sudo chown 1883 {tls.broker_key} "
+            f"&& sudo chmod 600 {tls.broker_key}"
+        )
 
 
 def register(app: typer.Typer) -> None:

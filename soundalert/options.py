@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from soundalert.mqtt import BROKER_URL_HELP
+
 __all__ = [
     "BrokerOpt",
     "ConfigOpt",
@@ -22,9 +24,7 @@ __all__ = [
     "setup_logging",
 ]
 
-BrokerOpt = Annotated[
-    str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://user:pass@host:1883.")
-]
+BrokerOpt = Annotated[str | None, typer.Option("--broker", help=BROKER_URL_HELP)]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="YAML config file (keys as the SOUNDALERT_* settings).",

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import DEFAULT_ROOT
-from soundalert.mqtt import BrokerUrl
+from soundalert.mqtt import BROKER_URL_HELP, BrokerUrl
 
 __all__ = ["ENV_PREFIX", "BrokerServiceSettings", "ConfigError", "ServiceSettings", "load_settings"]
 
@@ -37,7 +37,7 @@ class BrokerServiceSettings(ServiceSettings):
 
     broker: str = Field(
         default="mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
+        description=BROKER_URL_HELP,
     )
     topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
     state_dir: Path = Field(default=Path("state"), description="Directory for the SQLite state.")

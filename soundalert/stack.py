@@ -26,6 +26,7 @@ from services.notifier.service import NotifierService
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from soundalert.broker import EmbeddedBroker, port_is_free, start_embedded_broker
+from soundalert.mqtt import BrokerUrl
 from soundalert.settings import load_settings
 
 __all__ = ["StackOptions", "free_port_near", "run_stack"]
@@ -118,7 +119,8 @@ async def _run(
         tasks = [group.create_task(s.run()) for s in (aggregator, web, notifier)]
         await web.started.wait()
         broker_url = embedded.url if embedded else settings.broker
-        say(f"  MQTT broker   : {broker_url}{' (embedded)' if embedded else ''}")
+        # Never the password; the TLS options are in the URL the services were given.
+        say(f"  MQTT broker   : {BrokerUrl.parse(broker_url)}{' (embedded)' if embedded else ''}")
         if embedded and embedded.ws_port:
             say(f"  MQTT websocket: ws://{embedded.host}:{embedded.ws_port}/")
         say(f"  alert display : {web.url}?token={web.token}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, TlsFiles
 
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
@@ -26,15 +26,29 @@ DEFAULT_ACL = "\n".join(
 )
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    users = {SERVICE_USER: "service-secret", **{node: f"{node}-secret" for node in NODE_USERS}}
-    broker = Mosquitto(tmp_path / "mosquitto", users=users, acl=DEFAULT_ACL)
+def _test_users() -> dict[str, str]:
+    return {SERVICE_USER: "service-secret", **{node: f"{node}-secret" for node in NODE_USERS}}
+
+
+def _running(tmp_path: Path, tls: TlsFiles | None) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "mosquitto", users=_test_users(), acl=DEFAULT_ACL, tls=tls)
     broker.start()
     try:
         yield broker
     finally:
         broker.kill()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    yield from _running(tmp_path, None)
+
+
+@pytest.fixture
+def tls_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The same Mosquitto with TLS listeners and a CA generated for the test
+    (``url(user, tls=True)``, ``url(user, client_cert=True)``)."""
+    yield from _running(tmp_path, TlsFiles.generate(tmp_path / "tls"))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import aiomqtt
 from edge.agent.metrics import PublisherMetrics
 from edge.outbox import Outbox
 from schemas.messages import ClassificationEvent, NodeState
-from soundalert.mqtt import Backoff, BrokerUrl, make_client, run_forever
+from soundalert.mqtt import Backoff, BrokerUrl, ConnectionProblem, make_client, run_forever
 
 __all__ = ["FatalConnectError", "LinkTiming", "NodePublisher", "StatusFactory", "event_priority"]
 
@@ -41,7 +41,9 @@ StatusFactory = Callable[[NodeState, Stats | None], bytes]
 
 
 class FatalConnectError(RuntimeError):
-    """The broker refused our credentials on the first attempt: a configuration problem."""
+    """Before the first successful connection, the broker refused our credentials or TLS
+    failed (untrusted certificate, not a TLS port): a configuration problem that retrying
+    will not fix. A lost connection is never one."""
 
 
 def event_priority(event: ClassificationEvent) -> int:
@@ -104,18 +106,19 @@ class NodePublisher:
             self._status_changed.set()
 
     async def run(self) -> None:
-        """Connect, reconnect with backoff, publish. Raises :class:`FatalConnectError` if the
-        broker refuses the credentials before the first successful connection."""
+        """Connect, reconnect with backoff, publish. Raises :class:`FatalConnectError` on a
+        configuration problem (refused credentials, TLS) before the first successful
+        connection."""
         will = aiomqtt.Will(self.status_topic, self._status("offline", None), qos=1, retain=True)
 
         def connect() -> aiomqtt.Client:
             return make_client(self.broker, self.client_id, will=will)
 
-        def lost(problem: str) -> None:
+        def lost(problem: ConnectionProblem) -> None:
             self.connected = False
             self.metrics.mqtt_connected.set(0)
-            if not self._ever_connected and "refused the credentials" in problem:
-                raise FatalConnectError(problem)
+            if not self._ever_connected and problem.configuration:
+                raise FatalConnectError(str(problem))
 
         backoff = Backoff(maximum=self.timing.reconnect_max_s)
         await run_forever(self.broker, connect, self._session, backoff=backoff, on_disconnect=lost)

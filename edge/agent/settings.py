@@ -13,7 +13,7 @@ from edge.agent.pipeline import PipelineConfig
 from edge.agent.publisher import LinkTiming
 from schemas.common import ID_PATTERN, RESERVED_NODE_IDS
 from schemas.topics import DEFAULT_ROOT
-from soundalert.mqtt import BrokerUrl
+from soundalert.mqtt import BROKER_URL_HELP, BrokerUrl
 from soundalert.settings import ServiceSettings
 
 __all__ = ["AgentSettings", "NodeLinkSettings", "default_node_id"]
@@ -30,7 +30,7 @@ class NodeLinkSettings(ServiceSettings):
 
     broker: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
-        description="Broker URL: mqtt://[user[:password]@]host[:port][?version=5].",
+        description=BROKER_URL_HELP,
     )
     topic_root: str = Field(default=DEFAULT_ROOT, description="Root of every soundalert topic.")
     site: str = Field(default="home", pattern=ID_PATTERN, description="Site id (the home).")

@@ -1,8 +1,9 @@
 """docker-compose.yml: accepted by docker-compose, and every service started natively with its
 compose command and environment reports healthy through its compose healthcheck, against a
-Mosquitto started from the compose's own mosquitto config with the logins that
-``soundalert node init`` / ``soundalert node add`` write. The broker's ACL keeps nodes in
-their own topics and anonymous clients out.
+Mosquitto started from the compose's own mosquitto config with the logins and the TLS
+certificate that ``soundalert node init`` / ``soundalert node add`` write. Every service talks
+TLS to the broker; plain MQTT is only on its loopback. The broker's ACL keeps nodes in their
+own topics and anonymous clients out.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 import pytest
@@ -56,10 +57,12 @@ class Stack:
     env: dict[str, str]
     node_passwords: dict[str, str]
     processes: dict[str, Process]
+    ca: Path
 
     @property
     def mqtt_port(self) -> int:
-        return self.native.port(1883)
+        """The broker's TLS listener, which nodes and services use."""
+        return self.native.port(8883)
 
 
 def _healthy(stack: NativeStack, name: str, env: dict[str, str]) -> bool:
@@ -76,7 +79,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("compose")
     config_dir = workdir / "binds" / "deploy_mosquitto"
     shutil.copytree(REPO / "deploy" / "mosquitto", config_dir)
-    _cli("node", "init", "--config-dir", str(config_dir), "--env-file", str(workdir / ".env"))
+    tls_dir = workdir / "binds" / "deploy_tls"  # what compose mounts as ./deploy/tls
+    _cli("node", "init", "--config-dir", str(config_dir), "--env-file", str(workdir / ".env"),
+         "--ca-dir", str(workdir / "ca"), "--tls-dir", str(tls_dir))  # fmt: skip
     passwords = {}
     for node in NODES:
         passwords[node] = f"{node}-{uuid.uuid4().hex[:8]}"
@@ -98,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     conf = config_dir / "mosquitto.conf"
     text = native.rewrite(conf.read_text(), "mosquitto")
     text = re.sub(
-        r"^listener (\d+)$",
+        r"^listener (\d+)(?: \S+)?$",
         lambda m: f"listener {native.port(int(m.group(1)))} 127.0.0.1",
         text,
         flags=re.MULTILINE,
@@ -106,6 +111,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     conf.write_text(
         text + "\n# test: keep the invoking user (root would switch to mosquitto)\n"
         f"user {getpass.getuser()}\n"
+        "# test: stderr is unbuffered, so the log can be read while the broker runs\n"
+        "log_dest stderr\n"
     )
     prometheus_yml = native.mounts["prometheus"]["/etc/prometheus"] / "prometheus.yml"
     prometheus_yml.write_text(native.rewrite(prometheus_yml.read_text()))
@@ -126,7 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     20,
                     f"mosquitto healthy: {processes['mosquitto'].output()}",
                 )
-        yield Stack(native, env, passwords, processes)
+        yield Stack(native, env, passwords, processes, tls_dir / "ca.crt")
     finally:
         for process in reversed(processes.values()):
             process.stop()
@@ -254,13 +261,24 @@ class _Client:
     lock: threading.Event
 
 
-def _connect(port: int, user: str | None, password: str | None) -> _Client:
+def _connect(
+    port: int,
+    user: str | None,
+    password: str | None,
+    *,
+    ca: Path | None,
+    transport: Literal["tcp", "websockets"] = "tcp",
+) -> _Client:
+    """A paho client (MQTT 5), over TLS trusting ``ca`` unless it is None."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"t-{uuid.uuid4().hex[:8]}",
         protocol=MQTTProtocolVersion.MQTTv5,
+        transport=transport,
     )
     state = _Client(client, [], {}, [], [], threading.Event())
+    if ca is not None:
+        client.tls_set(ca_certs=str(ca))
     if user is not None:
         client.username_pw_set(user, password)
 
@@ -297,8 +315,8 @@ def _stop(*clients: _Client) -> None:
 
 def test_a_node_cannot_publish_under_another_node(stack: Stack) -> None:
     port = stack.mqtt_port
-    watcher = _connect(port, "aggregator", stack.env["AGGREGATOR_MQTT_PASSWORD"])
-    kitchen = _connect(port, "home.kitchen", stack.node_passwords["kitchen"])
+    watcher = _connect(port, "aggregator", stack.env["AGGREGATOR_MQTT_PASSWORD"], ca=stack.ca)
+    kitchen = _connect(port, "home.kitchen", stack.node_passwords["kitchen"], ca=stack.ca)
     try:
         assert watcher.connack == [ReasonCode(PacketTypes.CONNACK, "Success")]
         watcher.client.subscribe([(f"soundalert/v1/home/{n}/events", 1) for n in NODES])
@@ -329,14 +347,70 @@ def test_a_node_cannot_publish_under_another_node(stack: Stack) -> None:
 
 
 def test_anonymous_and_wrong_password_clients_are_refused(stack: Stack) -> None:
-    anonymous = _connect(stack.mqtt_port, None, None)
-    wrong = _connect(stack.mqtt_port, "home.kitchen", "not-the-password")
+    anonymous = _connect(stack.mqtt_port, None, None, ca=stack.ca)
+    wrong = _connect(stack.mqtt_port, "home.kitchen", "not-the-password", ca=stack.ca)
     try:
         assert [rc.value for rc in anonymous.connack] == [0x87]  # Not authorized
         assert [rc.value for rc in wrong.connack] in ([0x86], [0x87])  # Bad user name or password
         assert not anonymous.client.is_connected()
     finally:
         _stop(anonymous, wrong)
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+SERVICE_LOGINS = {"aggregator": "aggregator", "notifier": "notifier", "web": "web",
+                  "demo": "home.demo"}  # fmt: skip
+
+
+def test_every_soundalert_service_is_configured_for_tls_and_plain_mqtt_is_loopback() -> None:
+    raw = COMPOSE_FILE.read_text()
+    services = load_compose(dict.fromkeys(re.findall(r"\$\{(\w+):\?", raw), "x" * 20))["services"]
+    for name in SERVICE_LOGINS:
+        url = services[name]["environment"]["SOUNDALERT_BROKER"]
+        assert url.startswith("mqtts://"), (name, url)
+        assert url.endswith("@mosquitto:8883?ca=/etc/ssl/soundalert/ca.crt"), (name, url)
+        assert "./deploy/tls:/etc/ssl/soundalert:ro" in services[name]["volumes"], name
+    published = [p.split(":")[-1] for p in services["mosquitto"]["ports"]]
+    assert published == ["8883", "9001"], "plain MQTT (1883) is never published"
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    listeners = re.findall(r"^listener (\d+)(.*)$", conf, flags=re.MULTILINE)
+    assert ("1883", " 127.0.0.1") in listeners
+    for port in ("8883", "9001"):
+        block = conf.split(f"listener {port}", 1)[1].split("\nlistener ", 1)[0]
+        assert "certfile /mosquitto/config/tls/broker.crt" in block, port
+        assert "keyfile /mosquitto/config/tls/broker.key" in block, port
+
+
+def test_the_compose_services_talk_tls_to_mosquitto(stack: Stack) -> None:
+    """Each service's compose command, run natively, connects on the broker's TLS listener:
+    the broker's own log says which listener each login came in on."""
+    for name in SERVICE_LOGINS:
+        env = child_env(**stack.native.environment(name))
+        wait_until(partial(_healthy, stack.native, name, env), 40, f"{name} healthy")
+    log = stack.processes["mosquitto"].output(1_000_000)
+    ports = dict(re.findall(r"New connection from (\S+) on port (\d+)\.", log))
+    logins: dict[str, set[int]] = {}
+    for peer, user in re.findall(r"New client connected from (\S+) as .*?u'([^']+)'\)", log):
+        logins.setdefault(user, set()).add(int(ports[peer]))
+    tls_port = stack.native.port(8883)
+    for name, login in SERVICE_LOGINS.items():
+        assert logins.get(login) == {tls_port}, (name, logins, log[-3000:])
+    # The TLS listener takes no plain MQTT, and trusts no client that does not trust its CA.
+    plain = _connect(tls_port, "aggregator", stack.env["AGGREGATOR_MQTT_PASSWORD"], ca=None)
+    try:
+        assert plain.connack == []
+        assert not plain.client.is_connected()
+    finally:
+        _stop(plain)
+
+
+def test_browser_agents_reach_the_broker_over_secure_websockets(stack: Stack) -> None:
+    wss = _connect(stack.native.port(9001), "home.kitchen", stack.node_passwords["kitchen"],
+                   ca=stack.ca, transport="websockets")  # fmt: skip
+    try:
+        assert [rc.value for rc in wss.connack] == [0]
+    finally:
+        _stop(wss)
 
 
 def test_grafana_provisioning() -> None:

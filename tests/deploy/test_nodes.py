@@ -6,13 +6,17 @@ on the files these commands write.
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+from cryptography import x509
 from typer.testing import CliRunner
 
 from soundalert.cli import app
 from soundalert.nodes import AclFile, PasswordFile, hash_password, verify_password
+from soundalert.tls import names_of
 from tests.deploy.support import require
 
 
@@ -56,3 +60,52 @@ def test_bad_ids_are_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert not (tmp_path / "passwd").exists()
+
+
+def test_node_init_writes_a_ca_and_a_broker_certificate(tmp_path: Path) -> None:
+    """A CA (key private, never beside the broker's files), a broker certificate it signed
+    whose names cover the compose service, loopback, this host and every --san, and copies of
+    the CA certificate for the broker and the services. A second run keeps them; a new --san
+    re-issues the broker certificate from the same CA."""
+    config = tmp_path / "deploy" / "mosquitto"
+
+    def init(*extra: str) -> str:
+        env_file = str(tmp_path / ".env")
+        args = ["node", "init", "--config-dir", str(config), "--env-file", env_file, *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    init("--san", "hub.example", "--san", "192.168.1.20")
+    ca_dir, clients = tmp_path / "deploy" / "ca", tmp_path / "deploy" / "tls"
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    broker = x509.load_pem_x509_certificate((config / "tls" / "broker.crt").read_bytes())
+    broker.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    names = names_of(broker)
+    wanted = {"mosquitto", "localhost", "127.0.0.1", socket.gethostname(), "hub.example",
+              "192.168.1.20"}  # fmt: skip
+    assert wanted <= names
+    assert (ca_dir / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert not list(config.rglob("ca.key")), "the CA key stays out of the broker's mount"
+    for copy in (config / "tls" / "ca.crt", clients / "ca.crt"):
+        assert copy.read_bytes() == (ca_dir / "ca.crt").read_bytes()
+    openssl = shutil.which("openssl")
+    if openssl is not None:
+        verified = subprocess.run(
+            [openssl, "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile",
+             str(ca_dir / "ca.crt"), str(config / "tls" / "broker.crt")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    before = {p: p.read_bytes() for p in (ca_dir / "ca.key", config / "tls" / "broker.crt")}
+    output = init("--san", "hub.example")
+    assert {p: p.read_bytes() for p in before} == before
+    assert "broker certificate" not in output
+
+    init("--san", "pi.home.arpa")
+    renewed = x509.load_pem_x509_certificate((config / "tls" / "broker.crt").read_bytes())
+    renewed.verify_directly_issued_by(ca)
+    assert "pi.home.arpa" in names_of(renewed)
+    assert renewed.serial_number != broker.serial_number
