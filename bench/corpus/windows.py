@@ -4,9 +4,12 @@ A clip is cut into windows exactly as the agent cuts a stream (0.975 s every 0.4
 quieter than -70 dBFS gated), each window is scored by a :class:`Scorer` (YAMNet by default),
 and the result is stored under ``<cache>/<scorer key>/<sha256 of the clip's WAV>.npz``: the
 same clip and the same model never run twice, across fitting, benchmarks and later comparisons
-of other models (give another :class:`Scorer`). Clips shorter than one window are padded with
-silence to one window. The T3/T4/520 Hz pattern detections of each clip are cached the same
-way, keyed by the detector's source code, so a change to the detector recomputes them.
+of other models (give another :class:`Scorer`). As in the benchmark's stream, where every clip
+sits between stretches of silence, the clip is framed by one window of silence on each side,
+so its first and last sounds (and a 1 s clip) are seen by windows that overlap them partly;
+window times are from the clip's start (the first windows start before it). The T3/T4/520 Hz
+pattern detections of each clip are cached the same way, keyed by the detector's source code,
+so a change to the detector recomputes them.
 
     SOUNDALERT_CORPUS=/tmp/corpus python -m bench.corpus.windows   # fill the cache
 """
@@ -104,13 +107,16 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+CONTEXT: Final = WINDOW_SAMPLES
+"""Silence before and after each clip."""
+
+
 def _audio(path: Path) -> npt.NDArray[np.float32]:
     audio, rate = read_wav(path)
     if rate != reference.SAMPLE_RATE:
         raise ValueError(f"{path}: {rate} Hz, the corpus is 16 kHz (rebuild it)")
-    if audio.size < WINDOW_SAMPLES:
-        audio = np.concatenate((audio, np.zeros(WINDOW_SAMPLES - audio.size, np.float32)))
-    return audio
+    silence = np.zeros(CONTEXT, np.float32)
+    return np.concatenate((silence, audio, silence))
 
 
 def _windows(audio: npt.NDArray[np.float32], scorer: Scorer, hop_s: float) -> ClipWindows:
@@ -133,7 +139,8 @@ def clip_windows(
     path: Path, scorer: Scorer, cache: Path, hop_s: float = DEFAULT_HOP_S
 ) -> ClipWindows:
     """The clip's windows, from the cache when it has them."""
-    where = cache / f"{scorer.key}-hop{round(hop_s * 1000)}" / f"{_file_sha(path)}.npz"
+    folder = f"{scorer.key}-hop{round(hop_s * 1000)}-context{CONTEXT}"
+    where = cache / folder / f"{_file_sha(path)}.npz"
     if where.is_file():
         with np.load(where) as saved:
             return ClipWindows(
@@ -156,7 +163,7 @@ def _detector_key() -> str:
 
 def clip_patterns(path: Path, cache: Path) -> ClipPatterns:
     """The pattern detector's detections on the clip (as the agent runs it), cached."""
-    where = cache / _detector_key() / f"{_file_sha(path)}.npz"
+    where = cache / f"{_detector_key()}-context{CONTEXT}" / f"{_file_sha(path)}.npz"
     if where.is_file():
         with np.load(where) as saved:
             return ClipPatterns(
@@ -168,8 +175,8 @@ def clip_patterns(path: Path, cache: Path) -> ClipPatterns:
     found = patterns.PatternDetector().feed(_audio(path))
     result = ClipPatterns(
         tuple(d.kind for d in found),
-        np.array([d.onset_sample for d in found], dtype=np.int64),
-        np.array([d.confirmed_sample for d in found], dtype=np.int64),
+        np.array([d.onset_sample - CONTEXT for d in found], dtype=np.int64),
+        np.array([d.confirmed_sample - CONTEXT for d in found], dtype=np.int64),
         np.array([d.confidence for d in found], dtype=np.float32),
     )
     where.parent.mkdir(parents=True, exist_ok=True)
