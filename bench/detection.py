@@ -227,24 +227,25 @@ CORPUS_ALARM_GAP_S: Final = ALARM_GAP_S
 LONG_HOLD: Final = frozenset({"smoke_alarm", "possible_smoke_alarm", "co_alarm"})
 
 
-def corpus_segments(half: str, extra: list[Path]) -> list[tuple[Path, Segment]]:
-    """Every clip of one half of the rebuilt corpus (``$SOUNDALERT_CORPUS``), plus the clips of
-    each ``extra`` folder (a ``meta.csv`` of ``path,category[,kind]``, ``category`` a policy
-    category or ``negative``: the realistic alarm synthesis writes one), as segments whose
-    timing :func:`build_corpus_stream` fills in."""
-    from bench.corpus.manifest import NEGATIVE, corpus_dir, read_manifest  # noqa: PLC0415
+def corpus_segments(half: str, extra: list[Path]) -> list[tuple[list[Path], Segment]]:
+    """Every event (a clip, or the chunks of one recording joined) of one half of the rebuilt
+    corpus (``$SOUNDALERT_CORPUS``), plus the clips of each ``extra`` folder (a ``meta.csv`` of
+    ``path,category[,kind]``, ``category`` a policy category or ``negative``: the realistic
+    alarm synthesis can write one), as segments whose timing :func:`build_corpus_stream` fills
+    in."""
+    from bench.corpus.manifest import NEGATIVE, corpus_dir, events, read_manifest  # noqa: PLC0415
     from bench.corpus.truth import credited, excused  # noqa: PLC0415
 
     root = corpus_dir()
     assert root is not None
     out = []
-    for clip in read_manifest():
+    for clip in events(read_manifest()):
         if clip.half != half:
             continue
         kind = clip.category if clip.is_target else f"{NEGATIVE}:{clip.kind}"
         out.append(
             (
-                root / clip.wav,
+                [root / part.wav for part in clip.parts],
                 Segment(
                     kind,
                     0,
@@ -264,7 +265,7 @@ def corpus_segments(half: str, extra: list[Path]) -> list[tuple[Path, Segment]]:
                 kind = row.get("kind") or category
                 out.append(
                     (
-                        folder / row["path"],
+                        [folder / row["path"]],
                         Segment(
                             kind if target is None else category,
                             0,
@@ -283,10 +284,12 @@ TARGETS_BY_CATEGORY: Final = {category: kind for kind, category in TARGETS.items
 
 
 def build_corpus_stream(half: str, extra: list[Path], seed: int = 0) -> Stream:
-    """The half's clips, interleaved round-robin by category (a category never follows itself),
+    """The half's events, interleaved round-robin by category (a category never follows itself),
     each followed by silence (50 s after an alarm: its hold and cooldown)."""
+    from bench.corpus.windows import event_audio  # noqa: PLC0415 - needs the corpus extra
+
     rng = np.random.default_rng(seed)
-    queues: dict[str, list[tuple[Path, Segment]]] = defaultdict(list)
+    queues: dict[str, list[tuple[list[Path], Segment]]] = defaultdict(list)
     for path, segment in corpus_segments(half, extra):
         queues[segment.kind].append((path, segment))
     for items in queues.values():
@@ -299,8 +302,8 @@ def build_corpus_stream(half: str, extra: list[Path], seed: int = 0) -> Stream:
         for kind in order:
             if not queues[kind]:
                 continue
-            path, segment = queues[kind].pop()
-            clip = read_wav(path)[0].astype(np.float64)
+            paths, segment = queues[kind].pop()
+            clip = event_audio(paths).astype(np.float64)
             segment.onset_s, segment.end_s = at / RATE, (at + clip.size) / RATE
             segments.append(segment)
             gap_s = CORPUS_ALARM_GAP_S if segment.target in LONG_HOLD else CORPUS_GAP_S

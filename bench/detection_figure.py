@@ -17,7 +17,7 @@ import matplotlib as mpl
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.corpus.manifest import corpus_dir, read_manifest
+from bench.corpus.manifest import corpus_dir, events, read_manifest
 from bench.corpus.windows import YamnetScorer, load_all
 from bench.fit_policy import THRESHOLDS, Rule, evaluate, evidence
 from services.aggregator.policy import load_policy
@@ -30,7 +30,7 @@ def draw(path: Path, half: str, figures: dict[str, Any], *, policy_file: Path | 
     corpus = corpus_dir()
     assert corpus is not None
     policy = load_policy(policy_file)
-    clips = [c for c in read_manifest() if c.half == half]
+    clips = [e for e in events(read_manifest()) if e.half == half]
     items = evidence(clips, load_all(clips, corpus, YamnetScorer()), policy)
     hours = float(figures["hours"])
     table: dict[str, dict[str, Any]] = figures["categories"]

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from bench.corpus.manifest import MANIFEST, Clip, corpus_dir, read_manifest
+from bench.corpus.manifest import MANIFEST, Event, corpus_dir, events, read_manifest
 from bench.corpus.mirror import sha256
 from bench.corpus.truth import credited, excused
 from bench.corpus.windows import ClipPatterns, ClipWindows, YamnetScorer, load_all
@@ -91,7 +91,7 @@ class Rule:
 class Evidence:
     """One clip as a category sees it."""
 
-    clip: Clip
+    clip: Event
     ends: npt.NDArray[np.float64]
     scores: dict[str, npt.NDArray[np.float32]]
     smoke_at: float | None
@@ -113,7 +113,7 @@ def _reported(windows: ClipWindows, top_k: int, min_score: float) -> npt.NDArray
 
 
 def evidence(
-    clips: list[Clip],
+    clips: list[Event],
     data: dict[str, tuple[ClipWindows, ClipPatterns]],
     policy: Policy,
 ) -> list[Evidence]:
@@ -328,13 +328,13 @@ def main() -> None:
     args = parser.parse_args()
     corpus = corpus_dir()
     assert corpus is not None
-    clips = [c for c in read_manifest() if c.half == args.half]
+    clips = [e for e in events(read_manifest()) if e.half == args.half]
     scorer = YamnetScorer()
     policy = base_policy()
     items = evidence(clips, load_all(clips, corpus, scorer), policy)
     hours = sum(c.seconds for c in clips) / 3600
     choices = fit(items, policy, hours)
-    print(f"{args.half} half: {len(clips)} clips, {hours:.2f} h")
+    print(f"{args.half} half: {len(clips)} events, {hours:.2f} h")
     print(f"{'category':<22} {'k':>2} {'W s':>4} {'t':>6} {'targets':>7} {'recall':>7} "
           f"{'false':>5} {'false/h':>7} {'p50 s':>6}")  # fmt: skip
     for name, choice in choices.items():

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "CHUNK",
     "CORPUS_ENV",
     "HALVES",
     "MANIFEST",
     "NEGATIVE",
     "Clip",
     "CorpusMissingError",
+    "Event",
     "corpus_dir",
+    "events",
     "read_manifest",
     "write_manifest",
 ]
@@ -30,6 +33,8 @@ CORPUS_ENV: Final = "SOUNDALERT_CORPUS"
 MANIFEST: Final = Path(__file__).with_name("manifest.csv")
 HALVES: Final = ("tuning", "validation")
 NEGATIVE: Final = "negative"
+CHUNK: Final = "chunk "
+"""A clip whose note starts so is one piece of a longer recording (``chunk N ...``)."""
 
 
 class CorpusMissingError(RuntimeError):
@@ -60,6 +65,46 @@ class Clip:
     def wav(self) -> Path:
         """Where :mod:`bench.corpus.build` writes it, relative to the corpus folder."""
         return Path(self.half) / self.category / f"{self.clip_id}.wav"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One sound event: a clip, or the chunks of one recording joined in order (a recording cut
+    into 1 s pieces is one glass breaking, not five)."""
+
+    clip_id: str
+    half: str
+    category: str
+    kind: str
+    parts: tuple[Clip, ...]
+
+    @property
+    def is_target(self) -> bool:
+        return self.category != NEGATIVE
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.parts)
+
+
+def _chunk(clip: Clip) -> int:
+    return int(clip.note.removeprefix(CHUNK).split()[0])
+
+
+def events(clips: list[Clip]) -> list[Event]:
+    """The corpus's sound events, in manifest order of their first clip."""
+    grouped: dict[tuple[str, str, str, str], list[Clip]] = {}
+    for clip in clips:
+        key = (clip.half, clip.category, clip.kind,
+               clip.source if clip.note.startswith(CHUNK) else clip.clip_id)  # fmt: skip
+        grouped.setdefault(key, []).append(clip)
+    out = []
+    for group in grouped.values():
+        first = group[0]
+        parts = sorted(group, key=_chunk) if first.note.startswith(CHUNK) else group
+        event_id = first.clip_id if len(parts) == 1 else f"{first.recorder[:40]}-{len(parts)}"
+        out.append(Event(event_id, first.half, first.category, first.kind, tuple(parts)))
+    return out
 
 
 def read_manifest(path: Path = MANIFEST) -> list[Clip]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Final
 
-from bench.corpus.manifest import NEGATIVE, Clip, read_manifest, write_manifest
+from bench.corpus.manifest import CHUNK, NEGATIVE, Clip, read_manifest, write_manifest
 from bench.corpus.mirror import RATE, Mirror, MirrorError, arguments, decode, sha256
 
 __all__ = ["RESERVED", "SOURCES", "Source", "main", "split"]
@@ -170,6 +170,7 @@ def _glass(path: str, read: Callable[[str], bytes]) -> Entry | None:
     if row is None:
         return None
     recording = row["src_file"].split(".ingestion")[0].split("_chunk")[0]
+    chunk = re.search(r"_chunk(\d+)", row["src_file"])
     if row["category"] == "glass_break":
         category, kind = "glass_break", "glass breaking"
     else:
@@ -181,7 +182,7 @@ def _glass(path: str, read: Callable[[str], bytes]) -> Entry | None:
         "none stated (project dev-audio set: tests and benchmarks)",
         f"ei-{recording}",
         f"ei-{recording}",
-        "in ../shared/data/dev-audio",
+        f"{CHUNK}{chunk.group(1) if chunk else 0} of its recording; in ../shared/data/dev-audio",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from bench.corpus.manifest import NEGATIVE, Clip
+from bench.corpus.manifest import NEGATIVE, Clip, Event
 
 __all__ = ["CREDITED", "EXCUSED", "credited", "excused"]
 
@@ -30,11 +30,11 @@ no YAMNet threshold tells it from a smoke alarm of another rhythm, so the high-p
 possible smoke alarm is what the system can honestly say; it does not count as found)."""
 
 
-def credited(clip: Clip) -> frozenset[str]:
+def credited(clip: Clip | Event) -> frozenset[str]:
     if clip.category == NEGATIVE:
         return frozenset()
     return CREDITED.get(clip.category, frozenset({clip.category}))
 
 
-def excused(clip: Clip) -> frozenset[str]:
+def excused(clip: Clip | Event) -> frozenset[str]:
     return EXCUSED.get(clip.category, frozenset())

@@ -27,7 +27,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from bench.corpus.manifest import Clip, corpus_dir, read_manifest
+from bench.corpus.manifest import Event, corpus_dir, events, read_manifest
 from edge.agent.sources import read_wav
 from edge.agent.windowing import DEFAULT_HOP_S, WINDOW_SAMPLES, Windower, hop_samples
 from edge.dsp import patterns, reference
@@ -41,6 +41,8 @@ __all__ = [
     "YamnetScorer",
     "clip_patterns",
     "clip_windows",
+    "event_audio",
+    "load_all",
     "main",
 ]
 
@@ -103,20 +105,30 @@ def cache_root(corpus: Path) -> Path:
     return Path(value) if value else corpus / ".cache"
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _file_sha(paths: list[Path]) -> str:
+    """The clip's WAV's sha256; for an event joined from several, the sha256 of theirs."""
+    shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    return shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest()
 
 
 CONTEXT: Final = WINDOW_SAMPLES
 """Silence before and after each clip."""
 
 
-def _audio(path: Path) -> npt.NDArray[np.float32]:
-    audio, rate = read_wav(path)
-    if rate != reference.SAMPLE_RATE:
-        raise ValueError(f"{path}: {rate} Hz, the corpus is 16 kHz (rebuild it)")
+def event_audio(paths: list[Path]) -> npt.NDArray[np.float32]:
+    """The event's clips joined in order (one clip: itself)."""
+    parts = []
+    for path in paths:
+        audio, rate = read_wav(path)
+        if rate != reference.SAMPLE_RATE:
+            raise ValueError(f"{path}: {rate} Hz, the corpus is 16 kHz (rebuild it)")
+        parts.append(audio)
+    return np.concatenate(parts)
+
+
+def _audio(paths: list[Path]) -> npt.NDArray[np.float32]:
     silence = np.zeros(CONTEXT, np.float32)
-    return np.concatenate((silence, audio, silence))
+    return np.concatenate((silence, event_audio(paths), silence))
 
 
 def _windows(audio: npt.NDArray[np.float32], scorer: Scorer, hop_s: float) -> ClipWindows:
@@ -136,7 +148,7 @@ def _windows(audio: npt.NDArray[np.float32], scorer: Scorer, hop_s: float) -> Cl
 
 
 def clip_windows(
-    path: Path, scorer: Scorer, cache: Path, hop_s: float = DEFAULT_HOP_S
+    path: list[Path], scorer: Scorer, cache: Path, hop_s: float = DEFAULT_HOP_S
 ) -> ClipWindows:
     """The clip's windows, from the cache when it has them."""
     folder = f"{scorer.key}-hop{round(hop_s * 1000)}-context{CONTEXT}"
@@ -161,7 +173,7 @@ def _detector_key() -> str:
     return "patterns-" + hashlib.sha256(code.encode()).hexdigest()[:12]
 
 
-def clip_patterns(path: Path, cache: Path) -> ClipPatterns:
+def clip_patterns(path: list[Path], cache: Path) -> ClipPatterns:
     """The pattern detector's detections on the clip (as the agent runs it), cached."""
     where = cache / f"{_detector_key()}-context{CONTEXT}" / f"{_file_sha(path)}.npz"
     if where.is_file():
@@ -193,7 +205,7 @@ def clip_patterns(path: Path, cache: Path) -> ClipPatterns:
 
 
 def load_all(
-    clips: list[Clip],
+    clips: list[Event],
     corpus: Path,
     scorer: Scorer | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -203,8 +215,8 @@ def load_all(
     cache = cache_root(corpus)
     out: dict[str, tuple[ClipWindows, ClipPatterns]] = {}
     for i, clip in enumerate(clips):
-        path = corpus / clip.wav
-        out[clip.clip_id] = (clip_windows(path, scorer, cache), clip_patterns(path, cache))
+        paths = [corpus / part.wav for part in clip.parts]
+        out[clip.clip_id] = (clip_windows(paths, scorer, cache), clip_patterns(paths, cache))
         if progress is not None:
             progress(i + 1, len(clips))
     return out
@@ -213,7 +225,7 @@ def load_all(
 def main() -> None:
     corpus = corpus_dir()
     assert corpus is not None
-    clips = read_manifest()
+    clips = events(read_manifest())
 
     def progress(done: int, total: int) -> None:
         if done % 50 == 0 or done == total:
