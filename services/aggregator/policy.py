@@ -148,8 +148,10 @@ class Policy(_Config):
     max_evidence: int = Field(default=50, ge=1, le=500, description="Event ids kept per alert.")
     operating_points: str | None = Field(
         default=None,
-        description="A file beside this one (bench/fit_policy.py writes it) whose fitted label "
-        "thresholds and confirmation rules replace the ones here, category by category.",
+        description="A file (relative to this one, or absolute; bench/fit_policy.py writes "
+        "the shipped one beside default_policy.yaml) whose fitted label thresholds and "
+        "confirmation rules replace the ones here, category by category. A copy of the policy "
+        "elsewhere names it by its absolute path, or copies it too.",
     )
     categories: dict[CategoryId, CategoryPolicy]
 
@@ -240,7 +242,7 @@ def load_policy(path: Path | None = None) -> Policy:
     path = path or DEFAULT_POLICY_PATH
     raw = _read(path)
     if isinstance(raw, dict) and raw.get("operating_points"):
-        where = path.with_name(str(raw["operating_points"]))
+        where = path.parent / str(raw["operating_points"])  # relative to the policy, or absolute
         try:
             points = OperatingPoints.model_validate(_read(where))
         except ValueError as exc:
