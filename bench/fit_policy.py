@@ -18,8 +18,8 @@ alerts stay within the category's budget per hour of tuning audio:
 3. then the widest range of thresholds with that recall and budget, taking its middle (a
    margin on both sides for sound the fit has not heard).
 
-A category with no target in the tuning half is fitted on false alerts alone (``k = 2``,
-``W = 2 s``, the lowest threshold within budget but never below the policy's own) and says so.
+A category with no target in the tuning half is not fitted (its recall cannot be measured): it
+keeps the rule written in the policy, and the fit prints what that rule costs in false alerts.
 The result goes to ``services/aggregator/operating_points.yaml`` (``--write``), which the
 policy names, with what was measured; pattern categories (smoke, CO) are not fitted.
 
@@ -70,7 +70,6 @@ BUDGET_PER_HOUR: Final[dict[str, float]] = {"critical": 0.1, "high": 0.5, "norma
 """False alerts per hour of audio each category may raise, by priority."""
 BUDGET_OVERRIDES: Final[dict[str, float]] = {"possible_smoke_alarm": 0.25}
 """A possible smoke alarm becomes a critical smoke alarm after 30 s unanswered."""
-FALLBACK: Final = (2, 2.0)
 OPERATING_POINTS: Final = DEFAULT_POLICY_PATH.with_name("operating_points.yaml")
 SMOKE_PATTERNS: Final = frozenset({"t3", "lf520"})
 
@@ -213,7 +212,6 @@ class Choice:
     rule: Rule
     outcome: Outcome
     width: float
-    fallback: bool
 
 
 def _grid() -> Iterable[tuple[int, float]]:
@@ -223,19 +221,17 @@ def _grid() -> Iterable[tuple[int, float]]:
                 yield k, span
 
 
-def choose(items: list[Evidence], category: str, cat: CategoryPolicy, allowed: int) -> Choice:
-    """The operating point by the procedure in the module's docstring."""
-    has_targets = any(category in credited(i.clip) for i in items)
+def choose(items: list[Evidence], category: str, cat: CategoryPolicy, allowed: int
+           ) -> Choice | None:  # fmt: skip
+    """The operating point by the procedure in the module's docstring; None without targets."""
+    if not any(category in credited(i.clip) for i in items):
+        return None
     best: tuple[tuple[float, ...], Choice] | None = None
-    for k, span in _grid() if has_targets else [FALLBACK]:
+    for k, span in _grid():
         outcomes = {t: evaluate(items, category, cat, Rule(k, span, t)) for t in THRESHOLDS}
         feasible = [t for t in THRESHOLDS if outcomes[t].false <= allowed]
         if not feasible:
             continue
-        if not has_targets:
-            base = min(r.threshold for rules in cat.labels.values() for r in rules.values())
-            mean = next((t for t in feasible if t >= base), feasible[-1])
-            return Choice(Rule(k, span, mean), outcomes[mean], 0.0, fallback=True)
         top = max(outcomes[t].hits for t in feasible)
         span_ts = [t for t in feasible if outcomes[t].hits == top]
         middle = (span_ts[0] + span_ts[-1]) / 2
@@ -244,7 +240,7 @@ def choose(items: list[Evidence], category: str, cat: CategoryPolicy, allowed: i
         width = span_ts[-1] - span_ts[0]
         key = (top, -outcome.p50, width, -k, -span)
         if best is None or key > best[0]:
-            best = (key, Choice(Rule(k, span, mean), outcome, width, fallback=False))
+            best = (key, Choice(Rule(k, span, mean), outcome, width))
     if best is None:
         raise RuntimeError(f"{category}: no rule stays within {allowed} false alerts")
     return best[1]
@@ -261,8 +257,9 @@ def base_policy() -> Policy:
     return Policy.model_validate(raw)
 
 
-def fit(items: list[Evidence], policy: Policy, hours: float) -> dict[str, Choice]:
-    out = {}
+def fit(items: list[Evidence], policy: Policy, hours: float) -> dict[str, Choice | None]:
+    """Per YAMNet category: its operating point, or None (no target in the half)."""
+    out: dict[str, Choice | None] = {}
     for name, cat in policy.categories.items():
         if not cat.enabled or not cat.labels.get("yamnet") or set(cat.labels) != {"yamnet"}:
             continue
@@ -271,11 +268,28 @@ def fit(items: list[Evidence], policy: Policy, hours: float) -> dict[str, Choice
     return out
 
 
-def write(choices: dict[str, Choice], policy: Policy, hours: float, scorer: str,
+def written_rule_false(items: list[Evidence], name: str, cat: CategoryPolicy) -> int:
+    """False alerts of a category's own written rule (k-of-n counted as its pooled bound is not
+    the same rule: replayed with every window of its labels at its threshold as one hit)."""
+    rule = Rule(cat.confirm.windows, cat.confirm.within_s, 1.0)  # k hits of score 1
+    threshold = min(r.threshold for r in cat.labels["yamnet"].values())
+    false = 0
+    for item in items:
+        if name in credited(item.clip) or name in excused(item.clip):
+            continue
+        hits = (item.scores[name] >= threshold).astype(np.float32)
+        counted = Evidence(item.clip, item.ends, {name: hits}, item.smoke_at, item.co_at)
+        false += len(simulate(counted, name, cat, rule))
+    return false
+
+
+def write(choices: dict[str, Choice | None], policy: Policy, hours: float, scorer: str,
           path: Path) -> None:  # fmt: skip
     previous = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
     categories = {}
     for name, choice in choices.items():
+        if choice is None:
+            continue
         cat = policy.categories[name]
         rule, outcome = choice.rule, choice.outcome
         measured: dict[str, float | int | str] = {
@@ -287,8 +301,6 @@ def write(choices: dict[str, Choice], policy: Policy, hours: float, scorer: str,
         }
         if outcome.latencies:
             measured["latency_p50_s"] = round(outcome.p50, 2)
-        if choice.fallback:
-            measured["note"] = "no target in the tuning half: fitted on false alerts alone"
         categories[name] = {
             "labels": {"yamnet": dict.fromkeys(cat.labels["yamnet"], rule.floor)},
             "confirm": {"windows": rule.k, "within_s": rule.within_s, "mean_score": rule.mean},
@@ -309,6 +321,7 @@ def write(choices: dict[str, Choice], policy: Policy, hours: float, scorer: str,
                 "mean_score": [THRESHOLDS[0], THRESHOLDS[-1], 0.025],
             },
             "evidence_threshold": "mean_score / 2, at least 0.05",
+            "not_fitted": sorted(n for n, c in choices.items() if c is None),
         },
         "categories": categories,
     }
@@ -338,13 +351,19 @@ def main() -> None:
     print(f"{'category':<22} {'k':>2} {'W s':>4} {'t':>6} {'targets':>7} {'recall':>7} "
           f"{'false':>5} {'false/h':>7} {'p50 s':>6}")  # fmt: skip
     for name, choice in choices.items():
+        if choice is None:
+            cat = policy.categories[name]
+            false = written_rule_false(items, name, cat)
+            print(f"{name:<22} not fitted: no target in this half; its written rule "
+                  f"({cat.confirm.windows} of n within {cat.confirm.within_s:g} s) raises "
+                  f"{false} false ({false / hours:.2f}/h)")  # fmt: skip
+            continue
         rule, outcome = choice.rule, choice.outcome
         recall = f"{outcome.recall:.0%}" if outcome.recall is not None else "-"
         p50 = f"{outcome.p50:.2f}" if outcome.latencies else "-"
-        note = "  (no targets: false alerts only)" if choice.fallback else ""
         print(f"{name:<22} {rule.k:>2} {rule.within_s:>4.1f} {rule.mean:>6.3f} "
               f"{outcome.targets:>7} {recall:>7} {outcome.false:>5} "
-              f"{outcome.false / hours:>7.2f} {p50:>6}{note}")  # fmt: skip
+              f"{outcome.false / hours:>7.2f} {p50:>6}")  # fmt: skip
     if args.write:
         write(choices, policy, hours, scorer.key, OPERATING_POINTS)
         print(f"wrote {OPERATING_POINTS}")
