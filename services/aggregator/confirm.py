@@ -8,6 +8,7 @@ what makes a replayed or reordered stream give the same alert as live audio.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ __all__ = [
     "Sustained",
     "confirming_group",
     "group_of",
+    "pooled_score",
     "sort_key",
 ]
 
@@ -33,7 +35,10 @@ def sort_key(hit: HitRow) -> tuple[float, str]:
 
 def confirming_group(hits: Sequence[HitRow], rule: Confirm) -> tuple[int, int] | None:
     """For one node's hits sorted by :func:`sort_key`: the earliest ``(first, last)`` index
-    pair whose weights within ``rule.within_s`` of event time reach ``rule.windows``."""
+    pair whose weights within ``rule.within_s`` of event time reach ``rule.windows`` or, with
+    ``rule.mean_score``, whose ``rule.windows`` best scores average at least that."""
+    if rule.mean_score is not None:
+        return _pooled_group(hits, rule.windows, rule.within_s, rule.mean_score)
     total = 0
     lo = 0
     for hi, hit in enumerate(hits):
@@ -42,6 +47,22 @@ def confirming_group(hits: Sequence[HitRow], rule: Confirm) -> tuple[int, int] |
             total -= hits[lo].weight
             lo += 1
         if total >= rule.windows:
+            return lo, hi
+    return None
+
+
+def pooled_score(scores: Sequence[float], k: int) -> float:
+    """The mean of the ``k`` highest scores (missing ones count as 0)."""
+    return sum(heapq.nlargest(k, scores)) / k
+
+
+def _pooled_group(hits: Sequence[HitRow], k: int, within_s: float, mean: float
+                  ) -> tuple[int, int] | None:  # fmt: skip
+    lo = 0
+    for hi, hit in enumerate(hits):
+        while hits[lo].end < hit.end - within_s:
+            lo += 1
+        if pooled_score([h.score for h in hits[lo : hi + 1]], k) >= mean - 1e-9:
             return lo, hi
     return None
 

@@ -19,7 +19,10 @@ __all__ = [
     "DEFAULT_POLICY_PATH",
     "CategoryPolicy",
     "Confirm",
+    "FittedConfirm",
     "LabelRule",
+    "OperatingPoint",
+    "OperatingPoints",
     "Policy",
     "Upgrade",
     "load_policy",
@@ -46,10 +49,22 @@ class LabelRule(_Config):
 
 class Confirm(_Config):
     windows: int = Field(
-        default=1, ge=1, le=100, description="Weighted hits needed (k of n windows)."
+        default=1,
+        ge=1,
+        le=100,
+        description="Weighted hits needed (k of n windows); with mean_score, how many of the "
+        "best windows are pooled.",
     )
     within_s: float = Field(
         default=1.0, gt=0, le=600, description="...within this many seconds of event time."
+    )
+    mean_score: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Pooled evidence: the category confirms when the mean of its `windows` "
+        "highest window scores within `within_s` (a window below the label threshold counts "
+        "as 0) reaches this. Unset: weighted hits are counted (k of n).",
     )
     defer_s: float = Field(
         default=0.0,
@@ -139,6 +154,13 @@ class Policy(_Config):
         default=15.0, gt=0, description="Heartbeat assumed for nodes that never sent a status."
     )
     max_evidence: int = Field(default=50, ge=1, le=500, description="Event ids kept per alert.")
+    operating_points: str | None = Field(
+        default=None,
+        description="A file (relative to this one, or absolute; bench/fit_policy.py writes "
+        "the shipped one beside default_policy.yaml) whose fitted label thresholds and "
+        "confirmation rules replace the ones here, category by category. A copy of the policy "
+        "elsewhere names it by its absolute path, or copies it too.",
+    )
     categories: dict[CategoryId, CategoryPolicy]
 
     @model_validator(mode="after")
@@ -166,13 +188,74 @@ class Policy(_Config):
         return index
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    """Load a policy file (YAML or JSON); raises ``ValueError`` with the file and the field."""
-    path = path or DEFAULT_POLICY_PATH
+class FittedConfirm(_Config):
+    windows: int = Field(ge=1, le=100, description="How many of the best windows are pooled.")
+    within_s: float = Field(gt=0, le=600, description="Event-time span they fall in.")
+    mean_score: float = Field(gt=0, le=1, description="The pooled mean that confirms.")
+
+
+class OperatingPoint(_Config):
+    labels: dict[str, dict[str, float]] = Field(
+        description="Source kind -> label -> threshold (the window score that counts as "
+        "evidence at all). Every label must be one of the category's labels in the policy."
+    )
+    confirm: FittedConfirm = Field(description="The fitted confirmation rule.")
+    measured: dict[str, float | int | str] = Field(
+        default_factory=dict, description="What the fit measured on the tuning half."
+    )
+
+
+class OperatingPoints(_Config):
+    version: int = Field(ge=1, description="Bumped by every fit.")
+    fitted_by: str = Field(description="The command that wrote the file.")
+    procedure: dict[str, object] = Field(
+        default_factory=dict, description="Corpus, model, false-alert budgets, search grid."
+    )
+    categories: dict[CategoryId, OperatingPoint]
+
+
+def _read(path: Path) -> object:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read policy file {path}: {exc}") from exc
+
+
+def _apply(raw: dict[str, object], points: OperatingPoints, where: Path) -> None:
+    categories = raw.get("categories")
+    if not isinstance(categories, dict):
+        return  # the policy's own validation says what is wrong
+    for name, point in points.categories.items():
+        cat = categories.get(name)
+        if name not in categories or not isinstance(cat, dict):
+            raise ValueError(f"{where}: category {name!r} is not in the policy")
+        labels = cat.get("labels") or {}
+        for kind, thresholds in point.labels.items():
+            for label, threshold in thresholds.items():
+                rule = labels.get(kind, {}).get(label) if isinstance(labels, dict) else None
+                if not isinstance(rule, dict):
+                    raise ValueError(  # noqa: TRY004 - a wrong file, not a wrong type
+                        f"{where}: {name} has no {kind} label {label!r} in the policy; "
+                        "the fit only sets thresholds of the policy's labels"
+                    )
+                rule["threshold"] = threshold
+        confirm = dict(cat.get("confirm") or {})
+        confirm.update(point.confirm.model_dump())
+        cat["confirm"] = confirm
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Load a policy file (YAML or JSON) and the operating points it names; raises
+    ``ValueError`` with the file and the field."""
+    path = path or DEFAULT_POLICY_PATH
+    raw = _read(path)
+    if isinstance(raw, dict) and raw.get("operating_points"):
+        where = path.parent / str(raw["operating_points"])  # relative to the policy, or absolute
+        try:
+            points = OperatingPoints.model_validate(_read(where))
+        except ValueError as exc:
+            raise ValueError(f"invalid operating points {where}:\n{exc}") from exc
+        _apply(raw, points, where)
     try:
         return Policy.model_validate(raw)
     except ValueError as exc:

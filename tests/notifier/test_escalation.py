@@ -96,6 +96,7 @@ async def test_escalation_is_not_doubled_by_the_aggregators_reminders(
     make_notifier_settings: NotifierFactory, tmp_path: Path,
 ) -> None:  # fmt: skip
     policy = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    policy["operating_points"] = str(DEFAULT_POLICY_PATH.parent / policy["operating_points"])
     policy["categories"]["smoke_alarm"]["escalation_interval_s"] = 0.5
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     agg = agg_settings.model_copy(update={"policy_file": tmp_path / "policy.yaml"})

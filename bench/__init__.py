@@ -1,0 +1,1 @@
+"""Benchmarks and the development corpus (not installed with the package)."""
