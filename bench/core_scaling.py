@@ -1,12 +1,12 @@
 """Does the aggregator's per-event cost grow with the world? And its /metrics?
 
-Builds worlds of 0 to 10,000 homes (one node and one open smoke alarm each, in the real core on
-a real SQLite file), then times the same stream of events from one more home: quiet windows,
+Builds worlds of 0 to 10,000 homes (one to five nodes and one open smoke alarm each, in the real
+core on a real SQLite file), then times the same stream of events from one more home: quiet windows,
 windows a category counts, and a doorbell that raises and resolves. The baseline is the empty
 world, measured in the same run; the ratio is what each bigger world costs per event. It also
 prints the size and render time of the aggregator's /metrics for each world.
 
-    python -m bench.core_scaling [--worlds 0 1000 10000] [--events 3000]
+    python -m bench.core_scaling [--worlds 0 1000 10000] [--events 3000] [--nodes-per-home 5]
 """
 
 from __future__ import annotations
@@ -42,10 +42,17 @@ def _event(site: str, node: str, seq: int, label: str, score: float, *, kind: st
     })  # fmt: skip
 
 
-def _world(homes: int, workdir: Path) -> Aggregator:
-    core = Aggregator(load_policy(), Store(workdir / f"world-{homes}.sqlite3"), AggregatorMetrics())
+NODES = ("kitchen", "hall", "bedroom", "living", "garage")
+
+
+def _world(homes: int, nodes_per_home: int, workdir: Path) -> Aggregator:
+    """``homes`` homes, each with its nodes (one quiet window each) and an open smoke alarm."""
+    path = workdir / f"world-{homes}x{nodes_per_home}.sqlite3"
+    core = Aggregator(load_policy(), Store(path), AggregatorMetrics())
     for i in range(homes):
-        core.handle_event(_event(f"home{i}", "kitchen", 0, "t3", 0.95, kind="pattern"), NOW)
+        for node in NODES[:nodes_per_home]:
+            core.handle_event(_event(f"home{i}", node, 0, "Silence", 0.9), NOW)
+        core.handle_event(_event(f"home{i}", "kitchen", 1, "t3", 0.95, kind="pattern"), NOW)
         core.flush()
         if i % BATCH == 0:
             core.store.commit()
@@ -83,13 +90,15 @@ def main() -> None:
     parser.add_argument("--worlds", type=int, nargs="+", default=[0, 100, 1000, 10000])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nodes-per-home", type=int, default=1, choices=range(1, 6))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="soundalert-scaling-"))
-    print(f"core_scaling: worlds {args.worlds} homes (one node, one open smoke alarm each); "
-          f"{args.events} events from one more home, best of {args.rounds} rounds")  # fmt: skip
+    print(f"core_scaling: worlds of {args.worlds} homes ({args.nodes_per_home} nodes and one "
+          f"open smoke alarm each); {args.events} events from one more home, best of "
+          f"{args.rounds} rounds")  # fmt: skip
     rows = []
     for homes in args.worlds:
-        core = _world(homes, workdir)
+        core = _world(homes, args.nodes_per_home, workdir)
         timings = []
         for r in range(args.rounds):
             stream = _stream(r * args.events, args.events)
@@ -101,12 +110,12 @@ def main() -> None:
                      statistics.median(timings), len(text), render_ms))  # fmt: skip
         core.store.close()
     base = rows[0][2]
-    print("| homes (nodes) | active alerts | us/event (best) | median | ratio to first | "
+    print("| homes | nodes | active alerts | us/event (best) | median | ratio to first | "
           "/metrics bytes | render ms |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for homes, active, best, median, size, render in rows:
-        print(f"| {homes} | {active} | {best:.1f} | {median:.1f} | {best / base:.2f} | "
-              f"{size:,} | {render:.1f} |")  # fmt: skip
+        print(f"| {homes} | {homes * args.nodes_per_home} | {active} | {best:.1f} | "
+              f"{median:.1f} | {best / base:.2f} | {size:,} | {render:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the shell commits before it publishes what the core returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from schemas.messages import (
 )
 from services.aggregator.confirm import EpisodeHits, Rule, Sustained, confirming_group, sort_key
 from services.aggregator.index import SiteIndex
-from services.aggregator.metrics import NO_LOCATION, AggregatorMetrics
+from services.aggregator.metrics import NODE_REVIEWS_MIN, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
 
@@ -37,6 +38,8 @@ NODE_OFFLINE = "node_offline"
 NODE_ONLINE = "node_online"
 STORAGE_TROUBLE = "storage_trouble"
 _RECENT_IDS = 200_000
+CLOCK_EXPORT_S = 1.0
+"""A node's clock offset is a metric series only when it is this far off."""
 _MAX_SEQS_ABOVE = 4096
 """Stored seqs kept above a gap in a node's sequence. A node with end-to-end delivery fills a
 gap by sending again (or gives it up in its status's ``pending_from_seq``); one without it
@@ -101,6 +104,7 @@ class Aggregator:
         self._ack_due: set[tuple[str, str]] = set()
         # Open "cannot save its state" alerts, by site.
         self._trouble: dict[str, str] = {}
+        self._false_alarm_nodes: set[tuple[str, str]] = set()
         metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
@@ -110,12 +114,10 @@ class Aggregator:
         whose processing failed was rolled back)."""
         for node in self.store.nodes():
             self._nodes[(node.site, node.node)] = node
-            self.metrics.expect_node(node.site, node.node)
             self.metrics.node_up.labels(node.site, node.node).set(
                 1 if node.state == "online" else 0
             )
-            if node.clock_offset_s is not None:
-                self.metrics.clock_offset.labels(node.site, node.node).set(node.clock_offset_s)
+            self._export_offset(node)
         self._cooldown = self.store.cooldowns()
         for hit, _ in self.store.hits(alert_id=None):
             pending = self._pending.setdefault((hit.site, hit.category), {})
@@ -207,7 +209,8 @@ class Aggregator:
             self._remember(event_id)
             return []
         self._remember(event_id)
-        self.metrics.events_received.labels(event.site, event.node).inc()
+        self.metrics.events_received.labels(event.site).inc()
+        self.metrics.last_event.labels(event.site, event.node).set(now)
         out: list[Alert] = []
         node.last_heard = now
         if node.state != "online":
@@ -320,7 +323,29 @@ class Aggregator:
     def _clock_offset(self, node: NodeRow, offset: float) -> None:
         node.clock_offset_s = round(offset, 3)
         self._dirty.add((node.site, node.node))
-        self.metrics.clock_offset.labels(node.site, node.node).set(node.clock_offset_s)
+        self._export_offset(node)
+
+    def _export_offset(self, node: NodeRow) -> None:
+        """A series only for a clock that is off: one per node would be most of /metrics."""
+        offset = node.clock_offset_s
+        if offset is not None and abs(offset) >= CLOCK_EXPORT_S:
+            self.metrics.clock_offset.labels(node.site, node.node).set(offset)
+        else:
+            with contextlib.suppress(KeyError):
+                self.metrics.clock_offset.remove(node.site, node.node)
+
+    def review_false_alarms(self, now: float) -> None:
+        """Export each noisy node's false-alarm ratio over the last day; forget the rest."""
+        noisy = {}
+        for site, node, reviewed, false in self.store.reviews_by_location(now - 86400):
+            if reviewed >= NODE_REVIEWS_MIN:
+                noisy[(site, node)] = false / reviewed
+        for key in set(self._false_alarm_nodes) - set(noisy):
+            with contextlib.suppress(KeyError):
+                self.metrics.node_false_alarms.remove(*key)
+        for (site, node), ratio in noisy.items():
+            self.metrics.node_false_alarms.labels(site, node).set(ratio)
+        self._false_alarm_nodes = set(noisy)
 
     def _match(self, event: ClassificationEvent) -> dict[str, tuple[float, int]]:
         found: dict[str, tuple[float, int]] = {}
@@ -627,7 +652,6 @@ class Aggregator:
             self._nodes[(site, name)] = node
             self._dirty.add((site, name))
             self.metrics.node_up.labels(site, name).set(1)
-            self.metrics.expect_node(site, name)
             log.info("new node %s/%s", site, name)
         return node
 
@@ -774,9 +798,6 @@ class Aggregator:
                                        feedback.at.isoformat(), now):  # fmt: skip
             return []
         self.metrics.feedback.labels(row.category, feedback.verdict).inc()
-        location = Alert.model_validate_json(row.payload).location or NO_LOCATION
-        self.metrics.feedback_by_node.labels(row.site, location, row.category,
-                                             feedback.verdict).inc()  # fmt: skip
         episode = self._active.get((row.site, row.category))
         if episode is not None and episode.alert_id == row.alert_id:
             if feedback.verdict == "false_alarm":

@@ -6,12 +6,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from soundalert.lifecycle import ServiceMetrics
 
-__all__ = ["LATENCY_BUCKETS", "NO_LOCATION", "VERDICTS", "AggregatorMetrics"]
+__all__ = ["LATENCY_BUCKETS", "NODE_REVIEWS_MIN", "VERDICTS", "AggregatorMetrics"]
 
 VERDICTS = ("acknowledged", "confirmed", "false_alarm")
 """Every feedback verdict, for series that start at zero (see :meth:`expect_feedback`)."""
-NO_LOCATION = "_none"
-"""``node`` label of feedback on an alert without a location (not a valid node id)."""
+NODE_REVIEWS_MIN = 5
+"""Reviews a day before a node's false-alarm ratio is exported (and can alert)."""
 
 # Processing is sub-millisecond when healthy; the objective is 5 ms at p99.
 LATENCY_BUCKETS = (
@@ -28,7 +28,13 @@ class AggregatorMetrics(ServiceMetrics):
         r = self.registry
         self.events_received = Counter(
             "soundalert_events_received_total",
-            "Valid classification events received, by node.",
+            "Valid classification events received, by site.",
+            ["site"],
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "soundalert_node_last_event_timestamp_seconds",
+            "When the aggregator last received an event from a node (Unix time).",
             ["site", "node"],
             registry=r,
         )
@@ -74,11 +80,12 @@ class AggregatorMetrics(ServiceMetrics):
             ["category", "verdict"],
             registry=r,
         )
-        self.feedback_by_node = Counter(
-            "soundalert_alert_feedback_by_node_total",
-            "Feedback on alerts, by site, the alert's location (the node that heard it best), "
-            "category and verdict: the per-node false-alarm ratio.",
-            ["site", "node", "category", "verdict"],
+        self.node_false_alarms = Gauge(
+            "soundalert_node_false_alarm_ratio",
+            "False alarms among the reviewed alerts located at a node (the node that heard "
+            "them best) over the last day; only for nodes with at least "
+            f"{NODE_REVIEWS_MIN} reviews that day, so one series per noisy node, not per node.",
+            ["site", "node"],
             registry=r,
         )
         self.node_up = Gauge(
@@ -153,9 +160,3 @@ class AggregatorMetrics(ServiceMetrics):
             self.detection_latency.labels(category)
             for verdict in VERDICTS:
                 self.feedback.labels(category, verdict)
-
-    def expect_node(self, site: str, node: str) -> None:
-        """Create a node's feedback series at zero, for every policy category and verdict."""
-        for category in self._categories:
-            for verdict in VERDICTS:
-                self.feedback_by_node.labels(site, node, category, verdict)

@@ -264,12 +264,19 @@ class AggregatorService:
 
     async def _ticker(self) -> None:
         last_prune = -_PRUNE_EVERY_S
+        last_review = float("-inf")
         while True:
             await asyncio.sleep(self.settings.tick_s)
             now = time.time()
             if self._prune_more or time.monotonic() - last_prune >= _PRUNE_EVERY_S:
                 last_prune = time.monotonic()
                 self._retention(now)
+            if time.monotonic() - last_review >= self.settings.review_s:
+                last_review = time.monotonic()
+                try:
+                    self.core.review_false_alarms(now)
+                except sqlite3.Error:
+                    log.exception("false-alarm review failed (will retry)")
             try:
                 with self.store.isolated():
                     self._enqueue(self.core.tick(now))

@@ -32,6 +32,12 @@ class AggregatorSettings(BrokerServiceSettings):
         description="Keep the event log, closed alerts (with their history, evidence and "
         "feedback), late events and dead letters this long; open alerts are kept however old.",
     )
+    review_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often each node's false-alarm ratio over the last day is recomputed.",
+    )
     ack_interval_s: float = Field(
         default=1.0,
         ge=0,

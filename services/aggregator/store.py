@@ -484,6 +484,20 @@ class Store:
         )
         return cursor.rowcount == 1
 
+    def reviews_by_location(self, since: float) -> list[tuple[str, str, int, int]]:
+        """(site, node, alerts reviewed, of which false alarms) since ``since``, by the
+        alerts' location; soundalert's own trouble alerts are not about sound."""
+        rows = self._db.execute(
+            "SELECT a.site, json_extract(a.payload, '$.location') AS node, "
+            "COUNT(DISTINCT f.alert_id), "
+            "COUNT(DISTINCT CASE WHEN f.verdict = 'false_alarm' THEN f.alert_id END) "
+            "FROM feedback f JOIN alerts a USING (alert_id) "
+            "WHERE f.received_at >= ? AND node IS NOT NULL AND a.category NOT IN "
+            "('node_offline', 'node_online', 'storage_trouble') GROUP BY a.site, node",
+            (since,),
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
     # -- retention ---------------------------------------------------------------------------
     def prune(self, before: float, *, limit: int) -> dict[str, int]:
         """Delete up to ``limit`` rows per table of what ended before ``before`` (epoch s):

@@ -429,7 +429,7 @@ def test_grafana_provisioning() -> None:
     for needle in (
         "soundalert_alerts_total",
         "category:soundalert_alert_false_alarm:ratio_rate1d",
-        "site_node:soundalert_alert_false_alarm:ratio_rate1d",
+        "soundalert_node_false_alarm_ratio",
         "job:soundalert_processing_seconds:quantile_rate5m",
         "category:soundalert_detection_latency_seconds:quantile_rate1h",
         "channel:soundalert_notification_seconds:quantile_rate1h",
