@@ -5,8 +5,10 @@ without `make -C firmware/rp2040 board` fails here (the message says the command
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.firmware.conftest import FIRMWARE
 
@@ -28,3 +30,17 @@ def test_the_image_fits_the_rp2040_and_says_which_sources_it_is() -> None:
     assert memory["ram_total"] == 264 * 1024
     assert manifest["fw_version"].endswith("-" + manifest["sources_sha256"][:8])
     assert manifest["pico_sdk"]["commit"] == "a1438dff1d38bd9c65dbd693f0e5db4b9ae91779"
+
+
+def test_a_changed_source_without_a_rebuild_fails_the_check(tmp_path: Path) -> None:
+    copy = tmp_path / "firmware" / "rp2040"
+    for part in ("board", "core", "tools", "release"):
+        shutil.copytree(FIRMWARE / part, copy / part)
+    tool = copy / "tools" / "board_release.py"
+    check = [sys.executable, str(tool), "check"]
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 0
+    source = copy / "core" / "sa_pattern.c"
+    source.write_text(source.read_text() + "\n/* a change */\n")
+    done = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "make -C firmware/rp2040 board" in done.stdout
