@@ -21,6 +21,8 @@ class HostBuild:
     cli: Path
     cli_sanitized: Path
     unit_tests: Path
+    pdm_decimate: Path
+    """core/sa_pdm.c (the board's PDM decimator) on stdin/stdout, under the sanitizers."""
 
     def run(
         self,
@@ -59,4 +61,5 @@ def host_build() -> HostBuild:
         timeout=300,
     )
     build = FIRMWARE / "build" / "host"
-    return HostBuild(build / "sa_core_wav", build / "sa_core_wav_san", build / "test_core")
+    return HostBuild(build / "sa_core_wav", build / "sa_core_wav_san", build / "test_core",
+                     build / "pdm_decimate_san")  # fmt: skip

@@ -1,5 +1,6 @@
 // TensorFlow Lite Micro classifier hook. Built only with -DSA_WITH_TFLM=ON (pico-tflmicro).
-// Untested in CI; a starting point with a static arena and only the ops the model uses.
+// Compiles and links against pico-tflmicro (not in CI: the release image is built without it);
+// a starting point with a static arena and only the ops the model uses.
 #include "classifier.h"
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -25,8 +26,19 @@ extern "C" bool sa_classifier_init(void)
     resolver.AddReshape();
     static tflite::MicroInterpreter instance(tflite::GetModel(g_sa_model), resolver, arena,
                                              kArenaBytes);
+    if (instance.AllocateTensors() != kTfLiteOk) {
+        return false;
+    }
+    // The features go in as int8, one frame's SA_N_BANDS values at a time, and the scores come
+    // out as int8: a model that does not take that stays unused (and nothing overruns its
+    // tensors).
+    const TfLiteTensor *input = instance.input(0);
+    const TfLiteTensor *output = instance.output(0);
+    if (input->type != kTfLiteInt8 || input->bytes < SA_N_BANDS || output->type != kTfLiteInt8) {
+        return false;
+    }
     interpreter = &instance;
-    return interpreter->AllocateTensors() == kTfLiteOk;
+    return true;
 }
 
 extern "C" int sa_classifier_step(const sa_features_t *features, uint16_t *score_pm)
