@@ -110,6 +110,12 @@ class NodeStatus(Message):
         "seq when it holds none). Every lower seq was acknowledged or given up, so the "
         "aggregator need not wait for it.",
     )  # fmt: skip
+    next_seq: int | None = Field(
+        default=None, ge=0, le=MAX_SAFE_INT,
+        description="End-to-end delivery: the seq the node's next event will carry. An ack at "
+        "or above it belongs to an earlier life of the node (its queue was wiped) and is "
+        "ignored by the node; the aggregator then starts its count again.",
+    )  # fmt: skip
 
 
 class AlertNode(Message):
