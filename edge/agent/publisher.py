@@ -318,6 +318,8 @@ class NodePublisher:
         while True:
             batch = self.outbox.pending(self._cursor, self.timing.publish_batch)
             if batch:
+                if self._resend_due_in() is None:  # nothing outstanding: the wait starts now
+                    self._last_progress = time.monotonic()
                 await self._publish(client, batch)
                 continue
             if self._finished is not None and self._finished() and self.outbox.depth == 0:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,15 +35,6 @@ def outbox_seqs(path: Path) -> list[int]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
     return [int(json.loads(payload)["seq"]) for (payload,) in rows]
-
-
-def forget_everything(mosquitto: Mosquitto) -> None:
-    """A crash before the broker saved anything: SIGKILL, then an empty persistence dir."""
-    mosquitto.kill()
-    data = mosquitto.workdir / "data"
-    shutil.rmtree(data)
-    data.mkdir()
-    mosquitto.start()
 
 
 def latest_status(agg: AckingAggregator) -> Callable[[], dict[str, object]]:
@@ -79,7 +69,7 @@ async def test_a_broker_that_forgets_everything_loses_nothing_and_only_acks_dele
         assert outbox_seqs(outbox) == list(range(4, 11)), "PUBACKs deleted nothing"
         assert agg.seqs() == list(range(11)), "nothing sent twice while acks advance"
 
-        forget_everything(mosquitto)  # sessions, queued messages and the retained ack: gone
+        mosquitto.forget_everything()  # sessions, queued messages and the retained ack: gone
         before = len(agg.events)
         await wait_until(lambda: set(agg.seqs(before)) >= set(range(4, 11)), 30,
                          "the unacknowledged events sent again after the reconnect")  # fmt: skip

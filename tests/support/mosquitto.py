@@ -117,5 +117,14 @@ class Mosquitto:
         self.stop()
         self.start()
 
+    def forget_everything(self) -> None:
+        """A crash before the broker saved anything: SIGKILL, then start again with an empty
+        persistence directory (no sessions, no queued messages, no retained messages)."""
+        self.kill()
+        data = self.workdir / "data"
+        shutil.rmtree(data)
+        data.mkdir()
+        self.start()
+
     def url(self, user: str) -> str:
         return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
