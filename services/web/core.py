@@ -24,6 +24,7 @@ __all__ = [
     "alert_record",
     "iso",
     "node_record",
+    "storage_trouble",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,27 @@ def mic_level(status: NodeStatus) -> float | None:
     return None
 
 
+def _count(stats: dict[str, float | int | str], key: str) -> int:
+    value = stats.get(key, 0)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def storage_trouble(stats: dict[str, float | int | str]) -> str | None:
+    """What a node's heartbeat says about events it could not keep (issue 11), in words for the
+    sensor list: held in memory because its disk refuses, dropped for a full disk or queue."""
+    parts = []
+    waiting = _count(stats, "outbox_in_memory")
+    if waiting or "outbox_problem" in stats:
+        parts.append(f"cannot save events ({waiting} waiting in memory)")
+    disk = _count(stats, "outbox_dropped_disk_full") + _count(stats, "outbox_dropped_storage_error")
+    if disk:
+        parts.append(f"{disk} events dropped: storage full")
+    queue = _count(stats, "outbox_dropped_outbox_full")
+    if queue:
+        parts.append(f"{queue} events dropped: queue full")
+    return "; ".join(parts) or None
+
+
 def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
     status = entry.status
     silent = now - entry.last_heard
@@ -80,6 +102,7 @@ def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
         "heartbeat_s": status.heartbeat_s,
         "software": status.software,
         "mic_dbfs": mic_level(status),
+        "storage": storage_trouble(status.stats),
         "stats": status.stats,
     }
 

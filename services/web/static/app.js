@@ -332,7 +332,8 @@ function renderNodes() {
     return `<li class="node" data-node="${escapeHtml(n.node)}">
       <span class="name">${escapeHtml(roomName(n.node))}</span>
       <span class="conn ${online ? 'on' : 'off'}">${word}</span>
-      <span class="meta"><span>${online ? 'Last heard' : 'Last report'} ${escapeHtml(ago(n.last_heard, now))}</span>${level}</span></li>`;
+      <span class="meta"><span>${online ? 'Last heard' : 'Last report'} ${escapeHtml(ago(n.last_heard, now))}</span>${level}</span>${
+  n.storage ? `<span class="storage">${escapeHtml(n.storage)}</span>` : ''}</li>`;
   }).join('');
 }
 
