@@ -15,10 +15,8 @@ and moves them to disk as soon as it can write again. Every drop is counted by r
 (:data:`DROP_REASONS`); the counts survive restarts (those made while the disk refused are saved
 with the next write that succeeds) and are reported in the node's heartbeat.
 
-Space on a full disk: the rollback journal is kept between transactions (``journal_mode=PERSIST``),
-and a small reserve file (``<outbox>-reserve``) is given up on the first "disk full", so that the
-deletes that make room can always be journalled. (With a write-ahead log, the log itself fills the
-disk and no delete can be logged: measured on a 300 KB tmpfs, see tests/edge/test_outbox_disk.py.)
+How the deletes that make room stay possible on a full disk (a persisted rollback journal,
+``auto_vacuum``, a reserve file ``<outbox>-reserve``): :mod:`edge.full_disk`.
 
 Durability: ``synchronous="full"`` (the default) fsyncs every commit, so a power cut loses nothing
 either; ``"normal"`` survives a crash of the process, for less disk traffic. The Pi agent and the
@@ -30,14 +28,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
+
+from edge.full_disk import DiskReserve, free_bytes, is_disk_full, rollback, use_auto_vacuum
 
 __all__ = ["DROP_REASONS", "DropReason", "Outbox", "OutboxMessage", "Pending"]
 
@@ -61,8 +59,7 @@ _MAKE_ROOM_STEPS: Final = 16
 _PAGE_MARGIN: Final = 8 * 4096
 """Room for the pages an insert touches besides its rows (b-tree and index pages, journal)."""
 _FLUSH_CHUNK: Final = 8
-"""Messages deleted per round to make room on a full disk (a few pages)."""
-_RESERVE_RETRY_S: Final = 30.0
+"""Messages moved from memory to disk per transaction."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -119,11 +116,6 @@ class _Row:
         return Pending(self.id, m.key, m.topic, m.payload, m.qos, m.retain, m.seq)
 
 
-def _is_disk_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
-
-
 class Outbox:
     """The queue. Single-threaded: use it from one thread (the node's event loop)."""
 
@@ -143,8 +135,6 @@ class Outbox:
             raise ValueError("memory_messages must be at least 1")
         if synchronous not in {"full", "normal"}:
             raise ValueError("synchronous must be 'full' or 'normal'")
-        if reserve_bytes < 0:
-            raise ValueError("reserve_bytes must not be negative")
         self.path = Path(path)
         self.max_messages = max_messages
         self.memory_messages = memory_messages
@@ -155,7 +145,7 @@ class Outbox:
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=PERSIST")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._auto_vacuum()
+        use_auto_vacuum(self._db, self.path)
         self._migrate()
         self._meta: dict[str, int] = {
             str(k): int(v) for k, v in self._db.execute("SELECT key, value FROM meta")
@@ -177,27 +167,11 @@ class Outbox:
         self._troubled = False  # from the first refusal until memory is back on disk
         self._made_room = False  # dropped rows for space in this episode (logged once)
         self._problem_reason: DropReason = "disk_full"
-        self._reserve = self.path.with_name(f"{self.path.name}-reserve") if on_disk else None
-        self._reserve_bytes = reserve_bytes
-        self._reserve_tried = float("-inf")
-        self._ensure_reserve()
+        reserve = self.path.with_name(f"{self.path.name}-reserve") if on_disk else None
+        self._reserve = DiskReserve(reserve, reserve_bytes)
+        self._reserve.take()
 
     # -- setup -------------------------------------------------------------------------------
-    def _auto_vacuum(self) -> None:
-        """Deleted rows give their pages back to the filesystem at once (``auto_vacuum=FULL``),
-        so that making room on a full disk also frees room for the reserve."""
-        (mode,) = self._db.execute("PRAGMA auto_vacuum").fetchone()
-        if mode == 1:
-            return
-        self._db.execute("PRAGMA auto_vacuum=FULL")
-        (tables,) = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        if tables:  # an outbox of an older version: rebuild it once
-            try:
-                self._db.execute("VACUUM")
-            except sqlite3.Error as exc:
-                log.warning("outbox %s: cannot switch on auto_vacuum now (%s); a full disk "
-                            "will only be relieved inside the file", self.path, exc)  # fmt: skip
-
     def _migrate(self) -> None:
         """Create the tables; give rows of an older outbox (no seq column) their seq."""
         self._db.executescript(_SCHEMA)
@@ -212,33 +186,6 @@ class Outbox:
                         self._db.execute("UPDATE outbox SET seq = ? WHERE id = ?", (seq, row_id))
             self._db.execute("COMMIT")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq)")
-
-    def _ensure_reserve(self, *, now: bool = False) -> None:
-        """Set aside ``reserve_bytes`` (retried at most every 30 s unless ``now``)."""
-        if self._reserve is None or not self._reserve_bytes or self._reserve.exists():
-            return
-        clock = time.monotonic()
-        if not now and clock - self._reserve_tried < _RESERVE_RETRY_S:
-            return
-        self._reserve_tried = clock
-        try:
-            with self._reserve.open("wb") as handle:
-                os.posix_fallocate(handle.fileno(), 0, self._reserve_bytes)
-        except OSError:
-            self._reserve.unlink(missing_ok=True)
-
-    def _release_reserve(self) -> bool:
-        if self._reserve is None or not self._reserve.exists():
-            return False
-        self._reserve.unlink(missing_ok=True)
-        return True
-
-    def _free_bytes(self) -> int:
-        """Room for new rows: free space on the filesystem plus free pages inside the file."""
-        fs = os.statvfs(self.path.parent)
-        (pages,) = self._db.execute("PRAGMA freelist_count").fetchone()
-        (page_size,) = self._db.execute("PRAGMA page_size").fetchone()
-        return int(fs.f_bavail * fs.f_frsize + pages * page_size)
 
     def close(self) -> None:
         """Save what is held in memory if the disk takes it now, then close."""
@@ -368,8 +315,8 @@ class Outbox:
             try:
                 added, full = self._commit(rows)
             except sqlite3.Error as exc:
-                self._rollback()
-                if not _is_disk_full(exc):
+                rollback(self._db)
+                if not is_disk_full(exc):
                     self._trouble("storage_error", exc)
                     return False
                 self._trouble("disk_full", exc)
@@ -389,7 +336,7 @@ class Outbox:
             self._disk_depth += added - full
             if self._stale_acked:
                 self._delete_acked()
-            self._ensure_reserve()
+            self._reserve.take()
             return True
         return False  # pragma: no cover - the loop always returns
 
@@ -429,13 +376,6 @@ class Outbox:
         cur.execute("COMMIT")
         return added, dropped
 
-    def _rollback(self) -> None:
-        # SQLite may already have rolled back by itself (it does on SQLITE_FULL): an explicit
-        # ROLLBACK would then fail and hide the real error.
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-
     def _trouble(self, reason: DropReason, exc: sqlite3.Error) -> None:
         if not self._troubled:
             self._troubled = True
@@ -456,13 +396,13 @@ class Outbox:
                 deleted = cur.rowcount
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback()
+                rollback(self._db)
                 log.debug("outbox %s: cannot delete now: %s", self.path, exc)
-                if attempt or not _is_disk_full(exc) or not self._release_reserve():
+                if attempt or not is_disk_full(exc) or not self._reserve.give_up():
                     return None
                 continue
             if attempt:
-                self._ensure_reserve(now=True)
+                self._reserve.take(now=True)
             return int(deleted)
         return None  # pragma: no cover - the loop always returns
 
@@ -479,14 +419,14 @@ class Outbox:
         acknowledged rows, then the oldest unprotected ones, until the disk has room for
         ``need`` bytes and the reserve again; set the reserve aside again. True if anything
         was freed (worth another try)."""
-        if self._reserve is None:
+        if self._reserve.path is None:
             return False
-        self._release_reserve()
-        target = self._reserve_bytes + need
+        self._reserve.give_up()
+        target = self._reserve.size + need
         freed = False
         protected = self.protected_priority
         for _ in range(_MAKE_ROOM_STEPS):
-            if self._free_bytes() >= target:
+            if free_bytes(self._db, self.path.parent) >= target:
                 break
             step = self._delete_acked_step()
             if step == 0:
@@ -508,7 +448,7 @@ class Outbox:
                 break
             freed = True
         self._disk_depth = self._count()
-        self._ensure_reserve(now=True)
+        self._reserve.take(now=True)
         return freed
 
     def _trim_memory(self, drops: Counter[DropReason]) -> None:
@@ -558,7 +498,7 @@ class Outbox:
             deleted = cur.rowcount
             cur.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._rollback()
+            rollback(self._db)
             log.warning("outbox %s: cannot delete %d delivered messages now (%s); they may be "
                         "sent again", self.path, len(wanted), exc)  # fmt: skip
             return removed
