@@ -140,13 +140,24 @@ class Outbox:
         self.memory_messages = memory_messages
         self.protected_priority = protected_priority
         on_disk = str(path) != ":memory:"
-        if on_disk:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=PERSIST")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        use_auto_vacuum(self._db, self.path)
-        self._migrate()
+        self.volatile: str | None = None
+        """Why the outbox lives in memory only (its file could not be opened), if it does."""
+        try:
+            if on_disk:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._open(str(path), synchronous)
+        except (sqlite3.Error, OSError) as exc:
+            if not on_disk:
+                raise
+            # Listening must not wait for a disk: keep events in memory until a restart.
+            self.volatile = f"cannot open the outbox {path} ({exc}): events are kept in memory"
+            on_disk = False
+            half_open = getattr(self, "_db", None)
+            if half_open is not None:
+                half_open.close()
+        if self.volatile is not None:
+            log.error("%s only, and are lost if the node restarts", self.volatile)
+            self._db = self._open(":memory:", synchronous)
         self._meta: dict[str, int] = {
             str(k): int(v) for k, v in self._db.execute("SELECT key, value FROM meta")
         }
@@ -172,6 +183,14 @@ class Outbox:
         self._reserve.take()
 
     # -- setup -------------------------------------------------------------------------------
+    def _open(self, path: str, synchronous: Synchronous) -> sqlite3.Connection:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=PERSIST")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        use_auto_vacuum(self._db, self.path)
+        self._migrate()
+        return self._db
+
     def _migrate(self) -> None:
         """Create the tables; give rows of an older outbox (no seq column) their seq."""
         self._db.executescript(_SCHEMA)
@@ -217,7 +236,7 @@ class Outbox:
     @property
     def writable(self) -> bool:
         """Whether the latest write to disk succeeded."""
-        return self.problem is None
+        return self.problem is None and self.volatile is None
 
     @property
     def drops(self) -> dict[DropReason, int]:

@@ -179,8 +179,9 @@ class NodePublisher:
             "outbox_in_memory": self.outbox.in_memory,
             "events_published": self.published,
         }
-        if self.outbox.problem is not None:
-            stats["outbox_problem"] = self.outbox.problem[:200]
+        problem = self.outbox.volatile or self.outbox.problem
+        if problem is not None:
+            stats["outbox_problem"] = problem[:200]
         return stats
 
     def wakeup(self) -> None:

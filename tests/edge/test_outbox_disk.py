@@ -105,3 +105,27 @@ def test_acknowledgements_make_room_on_a_full_disk(disk: Path) -> None:
     assert _held(box) == before[41:], "only the acknowledged left"
     assert box.in_memory < in_memory - 30, "their room took rows from memory to disk"
     assert box.drops["disk_full"] == 0
+
+
+def test_a_node_restarting_on_a_full_disk_opens_its_outbox_and_keeps_going(disk: Path) -> None:
+    box = Outbox(disk / "o.sqlite3", protected_priority=PATTERN)
+    _queue(box, range(600))
+    held = _held(box)
+    box.close()
+    fill(disk, leave_kib=0)
+    reopened = Outbox(disk / "o.sqlite3", protected_priority=PATTERN)
+    assert _held(reopened) == held
+    _queue(reopened, range(600, 650))
+    assert _held(reopened)[-1] == 649, "new events are kept"
+
+
+def test_an_outbox_that_cannot_even_be_created_lives_in_memory(disk: Path) -> None:
+    fill(disk, leave_kib=0)
+    box = Outbox(disk / "o.sqlite3", memory_messages=10)
+    assert box.volatile is not None
+    assert "o.sqlite3" in box.volatile
+    assert not box.writable
+    _queue(box, range(5))
+    assert _held(box) == [0, 1, 2, 3, 4], "still queued and published, from memory"
+    box.acknowledge(2)
+    assert _held(box) == [3, 4]
