@@ -404,6 +404,7 @@ async def run_pipeline(
         outbox_max_messages=1_000_000,
         heartbeat_s=3600,
         patterns=patterns,
+        delivery="broker",  # detection is measured here; delivery in the tests (issue 11)
     )
     agent = AgentService(agent_settings, BenchSource(stream, barrier))
     barrier.agent = agent

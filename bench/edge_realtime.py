@@ -2,8 +2,10 @@
 
 The agent runs as its own process pinned to one core, in streaming mode: raw s16le PCM on stdin,
 written in real time in 0.1 s blocks (as ``arecord | soundalert agent --stdin`` would), publishing
-to a real Mosquitto. CPU is counted from the first audio block to the process's exit (start-up is
-reported apart); peak resident memory is the kernel's high-water mark for the process.
+to a real Mosquitto, with end-to-end delivery: the bench acknowledges every event as the
+aggregator would (a retained DeliveryAck per event), so the agent deletes what is acknowledged.
+CPU is counted from the first audio block to the process's exit (start-up is reported apart);
+peak resident memory is the kernel's high-water mark for the process.
 
 Beside it, as a baseline: the same audio through the bare YAMNet interpreter, one inference
 per 0.48 s hop, with nothing else (no gate, patterns, outbox or MQTT).
@@ -14,6 +16,7 @@ per 0.48 s hop, with nothing else (no gate, patterns, outbox or MQTT).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -25,11 +28,16 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent.demo import demo_signal
 from edge.agent.model import YamnetModel
 from edge.agent.windowing import SAMPLE_RATE, WINDOW_SAMPLES, hop_samples
 from edge.dsp import synth
+from schemas.common import utc_now
+from schemas.messages import DeliveryAck
+from schemas.topics import Topics
 from tests.support.mosquitto import Mosquitto
 
 __all__ = ["main"]
@@ -38,6 +46,7 @@ RTF_TARGET: Final = 0.05
 RSS_TARGET_MB: Final = 150.0
 BLOCK: Final = SAMPLE_RATE // 10
 AGENT: Final = [sys.executable, "-c", "from soundalert.cli import main; main()", "agent"]
+TOPICS: Final = Topics()
 
 
 def _audio(seconds: float) -> npt.NDArray[np.int16]:
@@ -55,10 +64,32 @@ def _pin() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
+class _Acker:
+    """Plays the aggregator's acknowledgements: every event it hears is acknowledged at once."""
+
+    def __init__(self, port: int) -> None:
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-acker")
+        self.client.username_pw_set("node", "secret")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(TOPICS.events("bench", "edge"), qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
+        seq = json.loads(msg.payload)["seq"]
+        ack = DeliveryAck(site="bench", node="edge", seq=seq, at=utc_now())
+        client.publish(TOPICS.ack("bench", "edge"), ack.to_json(), qos=1, retain=True)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def run_agent(audio: npt.NDArray[np.int16], workdir: Path) -> dict[str, float]:
     broker = Mosquitto(workdir / "mosquitto", users={"node": "secret"},
                        acl="user node\ntopic readwrite #\n")  # fmt: skip
     broker.start()
+    acker = _Acker(broker.port)
     try:
         proc = subprocess.Popen(
             [*AGENT, "--stdin", "--broker", broker.url("node"), "--site", "bench",
@@ -78,6 +109,7 @@ def run_agent(audio: npt.NDArray[np.int16], workdir: Path) -> dict[str, float]:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
+        acker.stop()
         broker.kill()
     total = usage.ru_utime + usage.ru_stime
     return {

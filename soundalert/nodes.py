@@ -1,9 +1,10 @@
 """Broker credentials for nodes and services: Mosquitto password-file entries and ACL blocks.
 
 ``soundalert node add --site S --node N`` gives one listening node a login that may publish
-only under ``<root>/<site>/<node>/`` and read nothing; ``soundalert node init`` creates the
-service logins the compose stack uses and writes their passwords to an ``.env`` file, and the
-broker's TLS: a private CA and a certificate for the broker (:mod:`soundalert.tls`).
+only under ``<root>/<site>/<node>/`` and read only its own delivery acknowledgements
+(``<root>/<site>/<node>/ack``); ``soundalert node init`` creates the service logins the compose
+stack uses and writes their passwords to an ``.env`` file, and the broker's TLS: a private CA
+and a certificate for the broker (:mod:`soundalert.tls`).
 
 Password entries use Mosquitto 2's own format, ``$7$<iterations>$<salt>$<hash>`` (PBKDF2 with
 HMAC-SHA512, 12-byte salt, 64-byte hash, base64), generated here so that no ``mosquitto_passwd``
@@ -73,8 +74,12 @@ def node_username(site: str, node: str) -> str:
 
 def node_acl(root: str, site: str, node: str) -> list[str]:
     """A node may publish under its own topics (events, features, status and its last will)
-    and read nothing."""
-    return [f"user {node_username(site, node)}", f"topic write {root}/{site}/{node}/#"]
+    and read only the aggregator's acknowledgements of its own events (end-to-end delivery)."""
+    return [
+        f"user {node_username(site, node)}",
+        f"topic write {root}/{site}/{node}/#",
+        f"topic read {root}/{site}/{node}/ack",
+    ]
 
 
 def _service_acls(root: str) -> dict[str, list[str]]:
@@ -86,6 +91,7 @@ def _service_acls(root: str) -> dict[str, list[str]]:
             f"topic read {root}/+/feedback",
             f"topic write {root}/+/alerts",
             f"topic write {root}/+/alerts/+/state",
+            f"topic write {root}/+/+/ack",
             f"topic readwrite {root}/_services/aggregator/status",
         ],
         "notifier": [
@@ -231,7 +237,8 @@ def add(
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     topic_root: RootOpt = DEFAULT_ROOT,
 ) -> None:
-    """Create (or replace) a node's login: it may publish under <root>/<site>/<node>/ only."""
+    """Create (or replace) a node's login: it may publish under <root>/<site>/<node>/ only, and
+    read its delivery acknowledgements."""
     _check_id(site, "site")
     _check_id(node, "node")
     if node in RESERVED_NODE_IDS:

@@ -13,6 +13,7 @@ from soundalert.mqtt import BROKER_URL_HELP
 __all__ = [
     "BrokerOpt",
     "ConfigOpt",
+    "DeliveryOpt",
     "HeartbeatOpt",
     "LogLevelOpt",
     "MetricsOpt",
@@ -37,6 +38,12 @@ HeartbeatOpt = Annotated[
 OutboxOpt = Annotated[
     Path | None, typer.Option("--outbox", help="Outbox SQLite file.", dir_okay=False)
 ]
+DeliveryOpt = Annotated[
+    str | None,
+    typer.Option("--delivery", help="end-to-end (default): keep each event until the aggregator "
+                 "acknowledges it; broker: delete it on the broker's PUBACK (aggregators that "
+                 "publish no acks)."),
+]  # fmt: skip
 MetricsOpt = Annotated[
     int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
 ]

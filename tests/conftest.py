@@ -13,7 +13,8 @@ from tests.support.mosquitto import Mosquitto, TlsFiles
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
 
-# Services read and write everything; a node may only write under its own node id, in any site.
+# Services read and write everything; a node may only write under its own node id, in any site,
+# and read its own delivery acknowledgements.
 DEFAULT_ACL = "\n".join(
     [
         f"user {SERVICE_USER}",
@@ -21,6 +22,8 @@ DEFAULT_ACL = "\n".join(
         "",
         "pattern write soundalert/v1/+/%u/#",
         "pattern write test/+/v1/+/%u/#",
+        "pattern read soundalert/v1/+/%u/ack",
+        "pattern read test/+/v1/+/%u/ack",
         "",
     ]
 )

@@ -13,6 +13,7 @@ import typer
 from soundalert.options import (
     BrokerOpt,
     ConfigOpt,
+    DeliveryOpt,
     HeartbeatOpt,
     LogLevelOpt,
     MetricsOpt,
@@ -90,6 +91,7 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
     ] = None,
     heartbeat: HeartbeatOpt = None,
     outbox: OutboxOpt = None,
+    delivery: DeliveryOpt = None,
     state: StateOpt = None,
     topic_root: TopicRootOpt = None,
     metrics_port: MetricsOpt = None,
@@ -128,6 +130,7 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
             model_file=model,
             heartbeat_s=heartbeat,
             outbox_file=outbox,
+            delivery=delivery,
             state_dir=state,
             topic_root=topic_root,
             metrics_port=metrics_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from edge.outbox import DROP_REASONS
 from soundalert import __version__
 
 __all__ = ["INFERENCE_BUCKETS", "AgentMetrics", "PublisherMetrics"]
@@ -21,22 +22,59 @@ class PublisherMetrics:
         r = self.registry
         self.queued = Counter(
             "soundalert_events_queued_total",
-            "Events written to the durable outbox.",
+            "Events written to the outbox.",
+            registry=r,
+        )
+        self.sent = Counter(
+            "soundalert_events_sent_total",
+            "Event publications the broker acknowledged (PUBACK), resends included.",
+            registry=r,
+        )
+        self.resent = Counter(
+            "soundalert_events_resent_total",
+            "Events published again: after a reconnect, or when acks stopped advancing.",
             registry=r,
         )
         self.published = Counter(
             "soundalert_events_published_total",
-            "Events the broker acknowledged (PUBACK) and the outbox deleted.",
+            "Events delivered and deleted from the outbox: covered by the aggregator's ack "
+            "(end-to-end delivery) or acknowledged by the broker (broker delivery).",
             registry=r,
         )
         self.dropped = Counter(
             "soundalert_events_dropped_total",
-            "Events dropped from the full outbox (oldest, lowest priority first).",
+            "Events dropped from the outbox, by reason: outbox_full (the bound), disk_full "
+            "(to make room on a full disk, or from the full in-memory queue), storage_error.",
+            ["reason"],
             registry=r,
         )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
         self.outbox_depth = Gauge(
             "soundalert_outbox_messages",
-            "Events in the outbox waiting for a PUBACK.",
+            "Events in the outbox waiting for delivery (on disk and in memory).",
+            registry=r,
+        )
+        self.outbox_memory = Gauge(
+            "soundalert_outbox_memory_messages",
+            "Events held in memory because the disk refused them (full or failing).",
+            registry=r,
+        )
+        self.outbox_writable = Gauge(
+            "soundalert_outbox_writable",
+            "1 while the outbox can write to disk; 0 while the disk refuses.",
+            registry=r,
+        )
+        self.acked_seq = Gauge(
+            "soundalert_delivery_acked_seq",
+            "Highest event seq the aggregator acknowledged end to end (-1: none yet).",
+            registry=r,
+        )
+        self.acked_seq.set(-1)
+        self.acks_ignored = Counter(
+            "soundalert_delivery_acks_ignored_total",
+            "Acks the node did not apply, by reason (earlier_life: at or above its next seq).",
+            ["reason"],
             registry=r,
         )
         self.mqtt_connected = Gauge(

@@ -1,12 +1,15 @@
 """The agent's async shell: audio in, durable outbox, MQTT out, heartbeats, signals.
 
 Two tasks run side by side: the *producer* reads the audio source, runs the pure pipeline and
-commits every event to the outbox; the *MQTT loop* (:func:`soundalert.mqtt.run_forever`) drains
-the outbox in order, deleting each event only after its PUBACK, and publishes the retained node
-status (``online`` on connect, heartbeats with figures, ``stopped`` on a clean exit, ``offline``
-as the last will). Listening never waits for the broker: an outage only grows the outbox.
+queues every event in the outbox; the *MQTT loop* (:class:`edge.agent.publisher.NodePublisher`)
+publishes the outbox in order, deleting each event once the aggregator acknowledged it (or, with
+``--delivery broker``, on its PUBACK), and the retained node status (``online`` on connect,
+heartbeats with figures, ``stopped`` on a clean exit, ``offline`` as the last will). Listening
+never waits for the broker, nor for the disk: an outage only grows the outbox, and a full disk
+costs old, unprotected events (counted), never the listening.
 
-A finite source (a file, or stdin reaching its end) stops the agent once the outbox has drained.
+A finite source (a file, or stdin reaching its end) stops the agent once every event was
+delivered.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from edge.agent.publisher import FatalConnectError, NodePublisher, event_priorit
 from edge.agent.settings import AgentSettings
 from edge.agent.sources import AudioSource
 from edge.agent.windowing import SAMPLE_RATE
-from edge.outbox import Outbox, OutboxMessage
+from edge.outbox import OutboxMessage
 from schemas.common import utc_now
 from schemas.messages import NodeState, NodeStatus
 from schemas.topics import Topics
@@ -65,22 +68,20 @@ class AgentService:
         self.labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
         self.pipeline = Pipeline(classifier, self.labels, settings.pipeline())
         self.model_source = yamnet_source(model_version or "unknown")
-        self.outbox = Outbox(settings.outbox_path, max_messages=settings.outbox_max_messages,
-                             synchronous=settings.outbox_sync)  # fmt: skip
+        self.outbox = settings.open_outbox(settings.outbox_path)
         self._events_topic = self.topics.events(settings.site, settings.node)
-        self._status_topic = self.topics.status(settings.site, settings.node)
         self._builder: EventBuilder | None = None
         self._stop = asyncio.Event()
         self._source_done = False
         self._started = time.monotonic()
         self._audio_dropped = 0
         self.publisher = NodePublisher(
-            self.broker, settings.mqtt_client_id, self._status_topic, self.outbox,
-            status=self._status, stats=self._stats, metrics=self.metrics,
-            timing=settings.timing(), finished=lambda: self._source_done, on_finished=self.stop,
+            self.broker, settings.mqtt_client_id, self.outbox, topics=self.topics,
+            site=settings.site, node=settings.node, status=self._status, stats=self._stats,
+            metrics=self.metrics, timing=settings.timing(), delivery=settings.delivery,
+            finished=lambda: self._source_done, on_finished=self.stop,
         )  # fmt: skip
         self.failure: str | None = None
-        self.metrics.outbox_depth.set(self.outbox.depth)
         if self.outbox.depth:
             log.info("outbox %s holds %d events from before; they go first",
                      settings.outbox_path, self.outbox.depth)  # fmt: skip
@@ -141,17 +142,10 @@ class AgentService:
                 continue
             event = self._builder.build(verdict)
             messages.append(OutboxMessage(event.event_id, self._events_topic, event.to_json(),
-                                          priority=event_priority(event)))  # fmt: skip
-        if not messages:
-            return
-        dropped = self.outbox.put(messages, meta={"next_seq": self._builder.next_seq})
-        self.metrics.queued.inc(len(messages))
-        if dropped:
-            self.metrics.dropped.inc(dropped)
-            log.warning("outbox full (%d events): dropped the %d oldest of lowest priority",
-                        self.outbox.max_messages, dropped)  # fmt: skip
-        self.metrics.outbox_depth.set(self.outbox.depth)
-        self.publisher.wakeup()
+                                          priority=event_priority(event),
+                                          seq=event.seq))  # fmt: skip
+        if messages:
+            self.publisher.queue(messages, meta={"next_seq": self._builder.next_seq})
 
     def _observe(self, verdict: Verdict) -> None:
         if isinstance(verdict, WindowVerdict):
@@ -167,7 +161,7 @@ class AgentService:
 
     # -- MQTT ------------------------------------------------------------------------------
     def _status(self, state: NodeState, stats: dict[str, float | int | str] | None = None
-                ) -> bytes:  # fmt: skip
+                ) -> NodeStatus:  # fmt: skip
         return NodeStatus(
             site=self.settings.site,
             node=self.settings.node,
@@ -177,14 +171,12 @@ class AgentService:
             software=f"soundalert-agent {__version__}",
             capabilities=["yamnet", "patterns"] if self.settings.patterns else ["yamnet"],
             stats=stats or {},
-        ).to_json()
+        )
 
     def _stats(self) -> dict[str, float | int | str]:
         stats: dict[str, float | int | str] = dict(self.pipeline.take_stats().summary())
+        stats.update(self.publisher.figures())
         stats.update(
-            outbox_depth=self.outbox.depth,
-            outbox_dropped=self.outbox.dropped,
-            events_published=self.publisher.published,
             audio_blocks_dropped=self.source.dropped_blocks,
             uptime_s=round(time.monotonic() - self._started, 1),
         )

@@ -10,13 +10,16 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from edge.agent.pipeline import PipelineConfig
-from edge.agent.publisher import LinkTiming
+from edge.agent.publisher import PATTERN_PRIORITY, Delivery, LinkTiming
+from edge.outbox import Outbox
 from schemas.common import ID_PATTERN, RESERVED_NODE_IDS
 from schemas.topics import DEFAULT_ROOT
 from soundalert.mqtt import BROKER_URL_HELP, BrokerUrl
 from soundalert.settings import ServiceSettings
 
 __all__ = ["AgentSettings", "NodeLinkSettings", "default_node_id"]
+
+_ACK_TIMEOUT_MAX_S = 600.0
 
 
 def default_node_id() -> str:
@@ -42,6 +45,22 @@ class NodeLinkSettings(ServiceSettings):
         default="full",
         description="full: fsync every event (survives power loss); normal: survives crashes.",
     )
+    outbox_memory_messages: int = Field(
+        default=5_000, ge=1,
+        description="Events held in memory while the disk refuses to store them (full or "
+        "failing); beyond it the oldest of lowest priority are dropped and counted.",
+    )  # fmt: skip
+    delivery: Delivery = Field(
+        default="end-to-end",
+        description="end-to-end: keep each event until the aggregator's ack covers it, sending "
+        "it again after a reconnect or when acks stop advancing; broker: delete it on the "
+        "broker's PUBACK (for aggregators that publish no acks).",
+    )
+    ack_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="End-to-end delivery: send outstanding events again when no ack advanced "
+        "for this long (doubling, up to 10 min, while acks stay stuck).",
+    )  # fmt: skip
     publish_batch: int = Field(
         default=32, ge=1, le=1000, description="Outbox messages in flight at once."
     )
@@ -65,12 +84,20 @@ class NodeLinkSettings(ServiceSettings):
         BrokerUrl.parse(value.get_secret_value())
         return value
 
+    def open_outbox(self, path: Path) -> Outbox:
+        """The node's outbox at ``path``; pattern detections are kept when the disk is full."""
+        return Outbox(path, max_messages=self.outbox_max_messages, synchronous=self.outbox_sync,
+                      memory_messages=self.outbox_memory_messages,
+                      protected_priority=PATTERN_PRIORITY)  # fmt: skip
+
     def timing(self) -> LinkTiming:
         return LinkTiming(
             heartbeat_s=self.heartbeat_s,
             publish_batch=self.publish_batch,
             publish_timeout_s=self.publish_timeout_s,
             reconnect_max_s=self.reconnect_max_s,
+            ack_timeout_s=self.ack_timeout_s,
+            ack_timeout_max_s=max(_ACK_TIMEOUT_MAX_S, self.ack_timeout_s),
         )
 
 

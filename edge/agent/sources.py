@@ -187,7 +187,11 @@ class StdinSource(_ThreadedSource):
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         super().__init__()
-        self._stream = stream if stream is not None else sys.stdin.buffer
+        # The unbuffered file: a BufferedReader's lock, held by a read blocked in this thread,
+        # aborted the interpreter at exit ("could not acquire lock for <stdin>") on SIGTERM.
+        if stream is None:  # the process's stdin, kept open as long as the process
+            stream = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+        self._stream = stream
 
     def _reader(self) -> None:
         size = round(SAMPLE_RATE * BLOCK_S) * 2

@@ -12,6 +12,7 @@ import typer
 from soundalert.options import (
     BrokerOpt,
     ConfigOpt,
+    DeliveryOpt,
     HeartbeatOpt,
     LogLevelOpt,
     MetricsOpt,
@@ -49,6 +50,7 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
         typer.Option("--silence", help="Seconds without a valid frame before the node is offline."),
     ] = None,
     outbox: OutboxOpt = None,
+    delivery: DeliveryOpt = None,
     state: StateOpt = None,
     topic_root: TopicRootOpt = None,
     metrics_port: MetricsOpt = None,
@@ -73,6 +75,7 @@ def serial_bridge_command(  # noqa: PLR0917 - typer passes options as parameters
             heartbeat_s=heartbeat,
             silence_s=silence,
             outbox_file=outbox,
+            delivery=delivery,
             state_dir=state,
             topic_root=topic_root,
             metrics_port=metrics_port,

@@ -8,7 +8,8 @@ error on read) or no valid frame arrives for ``silence_s``, the node's retained 
 ``offline`` at once (the process is alive, so its last will would not fire) and the loop
 reopens the port with capped backoff; the first valid frame afterwards turns it ``online``.
 The *MQTT loop* is the agent's :class:`edge.agent.publisher.NodePublisher`: outbox drain with
-PUBACK, retained status with a last will, heartbeats. It starts once the node id is known
+end-to-end delivery (or PUBACK, ``--delivery broker``), retained status with a last will,
+heartbeats. It starts once the node id is known
 (``--node``, the board's USB serial number, or its HELLO).
 """
 
@@ -96,17 +97,16 @@ class SerialBridge:
 
     def _open_outbox(self, node: str) -> None:
         s = self.settings
-        self.outbox = Outbox(s.outbox_path_for(node), max_messages=s.outbox_max_messages,
-                             synchronous=s.outbox_sync)  # fmt: skip
+        self.outbox = s.open_outbox(s.outbox_path_for(node))
         self.core.node = node
         self.core.next_seq = max(self.core.next_seq, self.outbox.meta("next_seq"))
-        self.metrics.outbox_depth.set(self.outbox.depth)
         if self.outbox.depth:
             log.info("outbox %s holds %d events from before; they go first",
                      self.outbox.path, self.outbox.depth)  # fmt: skip
         self.publisher = NodePublisher(
-            self.broker, s.client_id_for(node), self.topics.status(s.site, node), self.outbox,
-            status=self._status, stats=self._stats, metrics=self.metrics, timing=s.timing(),
+            self.broker, s.client_id_for(node), self.outbox, topics=self.topics, site=s.site,
+            node=node, status=self._status, stats=self._stats, metrics=self.metrics,
+            timing=s.timing(), delivery=s.delivery,
         )  # fmt: skip
         self.publisher.set_state("online" if self.board_up else "offline")
         self._events_topic = self.topics.events(s.site, node)
@@ -211,15 +211,9 @@ class SerialBridge:
         if self.outbox is None or self.publisher is None:
             return  # the core drops (and counts) events until the node is known
         messages = [OutboxMessage(e.event_id, self._events_topic, e.to_json(),
-                                  priority=event_priority(e)) for e in events]  # fmt: skip
-        dropped = self.outbox.put(messages, meta={"next_seq": self.core.next_seq})
-        self.metrics.queued.inc(len(messages))
-        if dropped:
-            self.metrics.dropped.inc(dropped)
-            log.warning("outbox full (%d events): dropped the %d oldest of lowest priority",
-                        self.outbox.max_messages, dropped)  # fmt: skip
-        self.metrics.outbox_depth.set(self.outbox.depth)
-        self.publisher.wakeup()
+                                  priority=event_priority(e), seq=e.seq)
+                    for e in events]  # fmt: skip
+        self.publisher.queue(messages, meta={"next_seq": self.core.next_seq})
 
     def _board_online(self) -> None:
         if self.board_up:
@@ -242,7 +236,8 @@ class SerialBridge:
             self.publisher.set_state("offline")
 
     # -- MQTT --------------------------------------------------------------------------------
-    def _status(self, state: NodeState, stats: dict[str, float | int | str] | None) -> bytes:
+    def _status(self, state: NodeState, stats: dict[str, float | int | str] | None
+                ) -> NodeStatus:  # fmt: skip
         node = self.core.node
         assert node is not None  # the publisher exists only once the node is known
         return NodeStatus(
@@ -254,14 +249,13 @@ class SerialBridge:
             software=f"soundalert-serial-bridge {__version__}",
             capabilities=["patterns", "rp2040"],
             stats=stats or {},
-        ).to_json()
+        )
 
     def _stats(self) -> dict[str, float | int | str]:
         stats = self.core.stats()
-        if self.outbox is not None:
-            stats.update(outbox_depth=self.outbox.depth, outbox_dropped=self.outbox.dropped)
+        if self.publisher is not None:
+            stats.update(self.publisher.figures())
         stats.update(
-            events_published=self.publisher.published if self.publisher else 0,
             uptime_s=round(time.monotonic() - self._started, 1),
             port=self.port_path or "",
         )

@@ -77,6 +77,10 @@ class AgentConfig:
     keepalive_s: int
     username: str | None = None
     password: str | None = None
+    delivery: str = "end-to-end"
+    """end-to-end: keep each event until the aggregator's ack covers it; broker: until PUBACK."""
+    ack_timeout_s: float = 30.0
+    ack_timeout_max_s: float = 600.0
     model_dir: Path = MODEL_DIR
     vendor_dir: Path = VENDOR_DIR
 
@@ -99,6 +103,11 @@ class AgentConfig:
             "sites": sites,
             "heartbeat_s": self.heartbeat_s,
             "keepalive_s": self.keepalive_s,
+            "delivery": {
+                "mode": self.delivery,
+                "ack_timeout_s": self.ack_timeout_s,
+                "ack_timeout_max_s": max(self.ack_timeout_max_s, self.ack_timeout_s),
+            },
             "software": f"soundalert-phone-agent {__version__}",
             "model": {
                 "url": f"/agent/model/{MODEL_FILE}",

@@ -25,6 +25,7 @@ __all__ = [
     "iso",
     "node_problems",
     "node_record",
+    "storage_trouble",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,27 @@ def mic_level(status: NodeStatus) -> float | None:
     return None
 
 
+def _count(stats: dict[str, float | int | str], key: str) -> int:
+    value = stats.get(key, 0)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def storage_trouble(stats: dict[str, float | int | str]) -> str | None:
+    """What a node's heartbeat says about events it could not keep (issue 11), in words for the
+    sensor list: held in memory because its disk refuses, dropped for a full disk or queue."""
+    parts = []
+    waiting = _count(stats, "outbox_in_memory")
+    if waiting or "outbox_problem" in stats:
+        parts.append(f"cannot save events ({waiting} waiting in memory)")
+    disk = _count(stats, "outbox_dropped_disk_full") + _count(stats, "outbox_dropped_storage_error")
+    if disk:
+        parts.append(f"{disk} events dropped: storage full")
+    queue = _count(stats, "outbox_dropped_outbox_full")
+    if queue:
+        parts.append(f"{queue} events dropped: queue full")
+    return "; ".join(parts) or None
+
+
 CLOCK_WARN_S = 60.0
 """A node's clock this far off ours is shown: its events are judged by it."""
 
@@ -83,12 +105,9 @@ def node_problems(status: NodeStatus, clock_offset_s: float | None) -> list[str]
     if clock_offset_s is not None and abs(clock_offset_s) >= CLOCK_WARN_S:
         way = "ahead" if clock_offset_s > 0 else "behind"
         problems.append(f"clock {_span(abs(clock_offset_s))} {way}")
-    stats = status.stats
-    if stats.get("outbox_disk_full"):
-        problems.append("its disk is full")
-    dropped = stats.get("outbox_dropped")
-    if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
-        problems.append(f"{dropped} event{'s' if dropped != 1 else ''} dropped (queue full)")
+    storage = storage_trouble(status.stats)
+    if storage is not None:
+        problems.append(storage)
     return problems
 
 

@@ -265,6 +265,8 @@ def _agent_config(settings: WebSettings) -> AgentConfig:
         keepalive_s=settings.agent_keepalive_s,
         username=settings.agent_broker_username,
         password=password.get_secret_value() if password is not None else None,
+        delivery=settings.agent_delivery,
+        ack_timeout_s=settings.agent_ack_timeout_s,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
+from edge.agent.publisher import Delivery
 from schemas.common import ID_PATTERN
 from services.web.agent import check_ws_url
 from soundalert.settings import BrokerServiceSettings
@@ -64,6 +65,17 @@ class WebSettings(BrokerServiceSettings):
     agent_broker_password: SecretStr | None = Field(
         default=None, description="MQTT password handed to phone agents that hold a valid token."
     )
+    agent_delivery: Delivery = Field(
+        default="end-to-end",
+        description="How phone agents deliver: end-to-end keeps each event in the phone's "
+        "IndexedDB until the aggregator's ack covers it (sent again after a reconnect, a reload, "
+        "or when acks stop advancing); broker deletes it on the broker's PUBACK.",
+    )
+    agent_ack_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Phone agents send outstanding events again when no ack advanced for this "
+        "long (doubling, up to 10 min, while acks stay stuck).",
+    )  # fmt: skip
     agent_heartbeat_s: float = Field(
         default=15.0, gt=0, le=300, description="Seconds between a phone agent's status heartbeats."
     )

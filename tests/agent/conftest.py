@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import functools
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ import pytest
 
 import soundalert.mqtt
 from edge.agent.sources import read_wav
+from edge.dsp import synth
 from schemas.messages import Alert
 from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
@@ -26,6 +28,8 @@ from tests.support.mosquitto import Mosquitto
 REPO = Path(__file__).resolve().parents[2]
 DEV_AUDIO = REPO.parent / "shared" / "data" / "dev-audio"
 AGENT = [sys.executable, "-c", "from soundalert.cli import main; main()", "agent"]
+AGGREGATOR_DELIVERY = "end-to-end"
+"""How agents deliver to the in-process aggregator: end-to-end, on its DeliveryAcks."""
 
 
 def dev_audio() -> Path:
@@ -118,7 +122,49 @@ def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def pcm(seconds: float, seed: int = 0, level: float = 0.01) -> bytes:
+    """Quiet room tone as s16le 16 kHz mono (each 0.48 s hop is one published window)."""
+    noise = np.random.default_rng(seed).normal(0.0, level, round(16000 * seconds))
+    return synth.to_int16(noise).astype("<i2").tobytes()
+
+
+@asynccontextmanager
+async def stdin_agent(
+    mosquitto: Mosquitto, topic_root: str, outbox: Path, *extra: str, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``soundalert agent --stdin`` as node ``kitchen`` with its own login (the test decides
+    what it hears and when); fast reconnects and 1 s heartbeats."""
+    agent = await asyncio.create_subprocess_exec(
+        *AGENT, "--broker", mosquitto.url("kitchen"), "--topic-root", topic_root,
+        "--site", "home", "--node", "kitchen", "--outbox", str(outbox), "--stdin",
+        "--log-level", "info", *extra,
+        env={**os.environ, "SOUNDALERT_RECONNECT_MAX_S": "0.5", "SOUNDALERT_HEARTBEAT_S": "1",
+             **env},
+        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield agent
+    finally:
+        if agent.returncode is None:
+            agent.terminate()
+        assert agent.stdin is not None
+        agent.stdin.close()
+        _, err = await asyncio.wait_for(agent.communicate(), 20)
+        print(err.decode()[-4000:])  # noqa: T201 - the agent's log, shown on failure
+
+
+async def feed(agent: asyncio.subprocess.Process, data: bytes, *, pace_s: float = 0.1) -> None:
+    """Write PCM to the agent's stdin two seconds at a time, pausing ``pace_s`` between, so
+    that its pipeline keeps up (a live source drops blocks when it falls behind)."""
+    assert agent.stdin is not None
+    step = 2 * 16000 * 2
+    for at in range(0, len(data), step):
+        agent.stdin.write(data[at : at + step])
+        await agent.stdin.drain()
+        await asyncio.sleep(pace_s)
+
+
 def agent_args(mosquitto: Mosquitto, topic_root: str, outbox: Path, *extra: str) -> list[str]:
     return [*AGENT, "--broker", mosquitto.url("service"), "--topic-root", topic_root,
             "--site", "home", "--node", "kitchen", "--outbox", str(outbox), "--log-level",
-            "warning", *extra]  # fmt: skip
+            "warning", "--delivery", AGGREGATOR_DELIVERY, *extra]  # fmt: skip

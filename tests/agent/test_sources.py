@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import socket
+import subprocess
 import sys
 import time
 import wave
@@ -13,6 +17,8 @@ import pytest
 
 from edge.agent.features import dominant_hz
 from edge.agent.sources import MicrophoneSource, SourceError, StdinSource, WavFileSource
+from tests.agent.conftest import AGENT
+from tests.support.mosquitto import free_port
 
 
 def _write(path: Path, rate: int, channels: int, seconds: float, freq: float = 1000.0) -> None:
@@ -71,3 +77,39 @@ def test_missing_sounddevice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "sounddevice", None)
     with pytest.raises(SourceError, match="live capture needs the sounddevice package"):
         MicrophoneSource()
+
+
+def test_sigterm_while_stdin_is_open_stops_the_agent_cleanly(tmp_path: Path) -> None:
+    """``arecord | soundalert agent --stdin`` stopped by systemd: the reader thread is blocked
+    in a read of stdin. A buffered stdin's lock made the interpreter abort at exit (rc 134)."""
+    log = tmp_path / "agent.log"
+    with log.open("wb") as err:
+        agent = subprocess.Popen(
+            [*AGENT, "--stdin", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--outbox",
+             str(tmp_path / "o.sqlite3"), "--metrics-port", str(port := free_port())],
+            stdin=subprocess.PIPE, stderr=err,
+        )  # fmt: skip
+    assert agent.stdin is not None
+    try:
+        agent.stdin.write(np.zeros(16000, dtype="<i2").tobytes())
+        agent.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not _serving(port):  # the model is loaded and the source is reading
+            assert agent.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.kill(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=20)  # stdin stays open: the reader is still blocked in its read
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        agent.stdin.close()
+    assert agent.returncode == 0, log.read_text()[-2000:]
+    assert "Fatal Python error" not in log.read_text()
+
+
+def _serving(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -332,16 +332,20 @@ def test_a_node_cannot_publish_under_another_node(stack: Stack) -> None:
         time.sleep(0.5)
         assert watcher.received == ["soundalert/v1/home/kitchen/events"]
 
-        # ... and reads nothing, not even its own topics. (Mosquitto 2.0 grants the
-        # subscription and applies the read ACL on delivery.)
+        # ... and reads nothing but the aggregator's acknowledgements of its own events, not
+        # even its own other topics. (Mosquitto 2.0 grants the subscription and applies the
+        # read ACL on delivery.)
         kitchen.client.subscribe([("soundalert/v1/#", 1), ("$SYS/#", 0)])
         wait_until(lambda: kitchen.subacks, 5, "SUBACK")
         watcher.client.publish("soundalert/v1/home/alerts", b"{}", qos=1)  # aggregator may
+        watcher.client.publish("soundalert/v1/home/hall/ack", b"{}", qos=1)  # ... and acks
+        watcher.client.publish("soundalert/v1/home/kitchen/ack", b"{}", qos=1)
         kitchen.client.publish("soundalert/v1/home/kitchen/status", b"{}", qos=1)
-        wait_until(lambda: len(kitchen.pubacks) == 3 and watcher.pubacks, 5, "PUBACKs")
-        assert not any(rc.is_failure for rc in watcher.pubacks.values())
+        wait_until(lambda: len(kitchen.pubacks) == 3 and len(watcher.pubacks) == 3, 5, "PUBACKs")
+        assert not any(rc.is_failure for rc in watcher.pubacks.values()), watcher.pubacks
+        wait_until(lambda: kitchen.received, 5, "the node's own ack")
         time.sleep(1.0)
-        assert kitchen.received == []
+        assert kitchen.received == ["soundalert/v1/home/kitchen/ack"]
     finally:
         _stop(watcher, kitchen)
 

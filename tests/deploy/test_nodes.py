@@ -46,7 +46,8 @@ def test_node_add_replace_list_remove(tmp_path: Path) -> None:
     acl = (tmp_path / "acl").read_text()
     assert acl.count("user home.hall") == 1
     assert "topic write soundalert/v1/home/hall/#" in acl
-    assert "read" not in acl
+    reads = [line for line in acl.splitlines() if "read" in line]
+    assert reads == ["topic read soundalert/v1/home/hall/ack"], "its own acks, nothing else"
     assert "home.hall" in runner.invoke(app, ["node", "list", *args]).output
     removed = runner.invoke(app, ["node", "remove", "--site", "home", "--node", "hall", *args])
     assert removed.exit_code == 0, removed.output

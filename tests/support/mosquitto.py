@@ -185,6 +185,15 @@ class Mosquitto:
         self.stop()
         self.start()
 
+    def forget_everything(self) -> None:
+        """A crash before the broker saved anything: SIGKILL, then start again with an empty
+        persistence directory (no sessions, no queued messages, no retained messages)."""
+        self.kill()
+        data = self.workdir / "data"
+        shutil.rmtree(data)
+        data.mkdir()
+        self.start()
+
     def url(self, user: str, *, tls: bool = False, client_cert: bool = False) -> str:
         """A broker URL for ``user``: plain; ``tls``: over TLS trusting the test CA;
         ``client_cert``: on the listener that requires a client certificate, with one."""

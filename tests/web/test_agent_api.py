@@ -71,6 +71,8 @@ def test_config_needs_a_token_and_says_where_the_broker_is(vendor: Path) -> None
                                       "version": YamnetModel().version}  # fmt: skip
     assert doc["pipeline"] == {"hop_s": 0.48, "gate_dbfs": -70.0, "top_k": 10,
                                "min_label_score": 0.05}  # fmt: skip
+    assert doc["delivery"] == {"mode": "end-to-end", "ack_timeout_s": 30.0,
+                               "ack_timeout_max_s": 600.0}  # fmt: skip
     cabin = client.get("/api/agent/config", headers={"Authorization": f"Bearer {CABIN_TOKEN}"})
     assert cabin.json()["sites"] == ["cabin"]
 

@@ -12,6 +12,10 @@ reads over TCP.
    :data:`SCORE_TOLERANCE`.
 3. Closing the page raises ``node_offline`` within 60 s.
 4. It writes ``docs/screenshots/agent-phone.png`` (listening) and ``agent-phone-alert.png``.
+5. End-to-end delivery (issue 11): the page keeps every event in IndexedDB until an ack covers
+   it (PUBACKs delete nothing), sends what is unacknowledged again after a reload and when acks
+   stop advancing, and reports ``pending_from_seq`` in its status. The test plays the aggregator
+   with real retained DeliveryAcks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import os
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ from services.web.agent import BUILD_HINT, missing_vendor_files, model_version
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from soundalert.broker import EmbeddedBroker, start_embedded_broker
+from tests.support.acks import acking_aggregator
 from tests.support.mosquitto import free_port
 from tests.web.conftest import (
     BROWSER_DIR,
@@ -66,6 +71,8 @@ The log-mel front end agrees to 5e-7; the CNN differs by float32 summation order
 XNNPACK's x86 and WebAssembly kernels. For scale: the Python agent's own runtime gives scores
 up to 0.19 apart with XNNPACK and with TFLite's reference kernels on the same windows."""
 OFFLINE_WITHIN_S = 60.0
+ACK_TIMEOUT_S = 4.0
+"""The phone's ack timeout in the delivery test (30 s by default)."""
 MAX_MESSAGE_BYTES = 4096
 """An event is ~1 KB of JSON; one 0.975 s window of audio would be 62 400 bytes as float32."""
 
@@ -103,11 +110,11 @@ async def _broker() -> AsyncIterator[EmbeddedBroker]:
         await broker.stop()
 
 
-def _web(broker: EmbeddedBroker, topic_root: str, tmp_path: Path) -> WebService:
+def _web(broker: EmbeddedBroker, topic_root: str, tmp_path: Path, **extra: Any) -> WebService:
     settings = WebSettings.model_validate({
         "broker": broker.url, "topic_root": topic_root, "client_id": "web-agent-test",
         "state_dir": tmp_path / "web", "host": "127.0.0.1", "port": 0, "token": TOKEN,
-        "keepalive_s": 1.0, "agent_broker_ws": f"ws://{{host}}:{broker.ws_port}/",
+        "keepalive_s": 1.0, "agent_broker_ws": f"ws://{{host}}:{broker.ws_port}/", **extra,
     })  # fmt: skip
     return WebService(settings, policy=load_policy(), handle_signals=False)
 
@@ -164,6 +171,7 @@ async def _browser(web: WebService, **env: str) -> AsyncIterator[Browser]:
 def _check_frames(frames: dict[str, Any], topics: Topics) -> dict[str, int]:
     """Everything the page sent is MQTT, and every message is event or status JSON."""
     events_topic, status_topic = topics.events(SITE, NODE_ID), topics.status(SITE, NODE_ID)
+    ack_topic = topics.ack(SITE, NODE_ID)
     sockets = frames["sockets"]
     assert sockets, "the page opened no websocket"
     counts = {"events": 0, "statuses": 0, "bytes": 0}
@@ -174,7 +182,11 @@ def _check_frames(frames: dict[str, Any], topics: Topics) -> dict[str, int]:
         counts["bytes"] += sock["frame_bytes"]
         for packet in sock["packets"]:
             kind = packet["type"]
-            assert kind in {"CONNECT", "PUBLISH", "PUBACK", "PINGREQ", "DISCONNECT"}, packet
+            assert kind in {"CONNECT", "PUBLISH", "PUBACK", "SUBSCRIBE", "PINGREQ", "DISCONNECT"}, (
+                packet)  # fmt: skip
+            if kind == "SUBSCRIBE":  # its delivery acknowledgements, nothing else
+                assert packet["topics"] == [ack_topic], packet
+                counts["subscribes"] = counts.get("subscribes", 0) + 1
             if kind == "CONNECT":
                 will = packet["will"]
                 assert (will["topic"], will["retain"], will["qos"]) == (status_topic, True, 1)
@@ -316,3 +328,96 @@ async def test_browser_yamnet_scores_match_the_python_agent(
             assert int(np.argmax(got)) == int(top[0]), p.index
     print(f"max |browser - python| YAMNet score over {len(python_windows)} windows: "  # noqa: T201
           f"{worst:.2e} (all 521 classes), {worst_top:.2e} (Python's top 10)")  # fmt: skip
+
+
+@skip_without_browser
+@pytest.mark.timeout(240)
+async def test_phone_queue_survives_a_reload_and_only_acks_delete_events(
+    topic_root: str, tmp_path: Path
+) -> None:
+    _require_frontend()
+    topics = Topics(topic_root)
+    # A quiet room (below the level gate): one small event per 0.48 s window.
+    recording = tmp_path / "room-48k.wav"
+    room = np.random.default_rng(5).normal(0.0, 1e-4, 16_000 * 20)
+    _write_wav(recording, _upsample(room, CHROMIUM_RATE // 16_000), CHROMIUM_RATE)
+    async with _broker() as broker:
+        web = _web(broker, topic_root, tmp_path, agent_ack_timeout_s=ACK_TIMEOUT_S)
+        async with (
+            running(web),
+            acking_aggregator(broker.url, topics, SITE, NODE_ID) as agg,
+        ):
+            await web.started.wait()
+            async with _browser(web, MODE="delivery", AUDIO_FILE=str(recording)) as browser:
+                await browser.step("ready")
+                await browser.step("listening")
+
+                async def state() -> dict[str, Any]:
+                    browser.tell({"step": "do", "do": "state"})
+                    answer: dict[str, Any] = (await browser.step("done"))["state"]
+                    return answer
+
+                await eventually(lambda: len(set(agg.seqs())) >= 6, within=30)
+                received = set(agg.seqs())
+                held = set((await state())["outbox"]["seqs"])
+                assert received <= held, "PUBACKs deleted nothing: only an ack does"
+
+                first_ack = sorted(received)[2]
+                await agg.ack(first_ack)
+                await _until(state, lambda s: min(s["outbox"]["seqs"]) > first_ack, "the ack")
+                now = await state()
+                assert now["ackedSeq"] == first_ack
+                assert now["outbox"]["pendingFromSeq"] == first_ack + 1
+                assert received - set(range(first_ack + 1)) <= set(now["outbox"]["seqs"])
+
+                browser.tell({"step": "do", "do": "stop"})
+                stopped = set((await browser.step("done"))["state"]["outbox"]["seqs"])
+                ids = {e["seq"]: e["event_id"] for e in agg.events}
+                assert stopped, "unacknowledged events are held"
+                before_reload = len(agg.events)
+                browser.tell({"step": "do", "do": "reload"})
+                reloaded = (await browser.step("done"))["state"]
+                assert set(reloaded["outbox"]["seqs"]) >= stopped, "the queue survived the reload"
+                await eventually(lambda: set(agg.seqs(before_reload)) >= stopped, within=20)
+                resent = agg.events[before_reload:]
+                assert all(e["seq"] > first_ack for e in resent), "nothing acknowledged went again"
+                assert {e["seq"]: e["event_id"] for e in resent if e["seq"] in stopped} == {
+                    s: ids[s] for s in stopped
+                }, "the same events, not new ones"
+                assert min(e["seq"] for e in agg.events[before_reload:]) == min(stopped)
+
+                # No ack for ACK_TIMEOUT_S: what is outstanding goes again.
+                again = len(agg.events)
+                await eventually(lambda: set(agg.seqs(again)) >= stopped,
+                                 within=4 * ACK_TIMEOUT_S + 10)  # fmt: skip
+
+                last = max(agg.seqs())
+                await agg.ack(last)
+                await _until(state, lambda s: not s["outbox"]["seqs"]
+                             or min(s["outbox"]["seqs"]) > last, "the second ack")  # fmt: skip
+
+                def floor() -> int:
+                    for status in reversed(agg.statuses):
+                        if "pending_from_seq" in status:
+                            return int(status["pending_from_seq"])
+                    return -1
+
+                await eventually(lambda: floor() > last, within=30)
+                browser.tell({"step": "do", "do": "close"})
+                frames = await browser.step("frames")
+                counts = _check_frames(frames, topics)
+                assert counts["subscribes"] >= 2, counts  # to its ack topic, on every connect
+                assert not browser.errors, browser.errors
+
+
+async def _until(
+    state: Callable[[], Awaitable[dict[str, Any]]],
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
+    within: float = 20.0,
+) -> None:
+    deadline = time.monotonic() + within
+    while not check(await state()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the page did not take {what} within {within:.0f} s: {await state()}")
+        await asyncio.sleep(0.3)

@@ -9,7 +9,7 @@ import pytest
 from schemas.decode import Reason, Rejected
 from schemas.messages import Feedback
 from schemas.topics import Topics
-from services.web.core import WebCore, node_record
+from services.web.core import WebCore, node_record, storage_trouble
 from services.web.store import WebStore
 from tests.web.conftest import SITE, alert, category_state, node_status
 
@@ -89,17 +89,28 @@ def test_node_status_and_mic_level(core: WebCore) -> None:
     # Three heartbeats missed: shown offline even before the last will arrives.
     entry = core.store.nodes()[0]
     assert node_record(entry, NOW + 46)["online"] is False
+    assert record["problems"] == []
+
+
+def test_a_node_that_cannot_keep_its_events_says_so() -> None:
+    assert storage_trouble({"outbox_depth": 3, "outbox_dropped": 0}) is None
+    assert storage_trouble({"outbox_in_memory": 12, "outbox_problem": "database or disk is full",
+                            "outbox_dropped_disk_full": 30}) == (
+        "cannot save events (12 waiting in memory); 30 events dropped: storage full")  # fmt: skip
+    assert storage_trouble({"outbox_dropped_outbox_full": 4}) == "4 events dropped: queue full"
+    assert storage_trouble({"outbox_dropped_disk_full": "x"}) is None, "only numbers count"
 
 
 def test_a_wrong_clock_and_dropped_events_are_named(core: WebCore) -> None:
     ahead = node_status("kitchen", at=datetime.fromtimestamp(NOW + 3600, UTC))
-    ahead = ahead.model_copy(update={"stats": {"outbox_dropped": 3, "outbox_disk_full": 1}})
+    stats = {"outbox_in_memory": 2, "outbox_problem": "database or disk is full",
+             "outbox_dropped_outbox_full": 3}  # fmt: skip
+    ahead = ahead.model_copy(update={"stats": stats})
     [update] = core.handle(T.status(SITE, "kitchen"), ahead.to_json(), retained=False, now=NOW)
     assert update.record["clock_offset_s"] == 3600
     assert update.record["problems"] == [
         "clock 1 h ahead",
-        "its disk is full",
-        "3 events dropped (queue full)",
+        "cannot save events (2 waiting in memory); 3 events dropped: queue full",
     ]
     behind = node_status("hall", at=datetime.fromtimestamp(NOW - 300, UTC))
     [update] = core.handle(T.status(SITE, "hall"), behind.to_json(), retained=False, now=NOW)

@@ -5,8 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  EventBuilder, Resampler, Stats, WINDOW_SAMPLES, Windower, hopSamples, isoMicros, levelDbfs,
-  listeningHealth, parseClassMap, round, statusDoc, topLabels, topics,
+  EventBuilder, ResendTimer, Resampler, Stats, WINDOW_SAMPLES, Windower, eventPriority, hopSamples, isoMicros,
+  levelDbfs, listeningHealth, parseAck, parseClassMap, round, statusDoc, topLabels, topics,
 } from '../../../services/web/static/agent/core.js';
 
 const golden = process.env.GOLDEN ? JSON.parse(readFileSync(process.env.GOLDEN, 'utf8')) : null;
@@ -111,7 +111,8 @@ test('timestamps carry microseconds like the Python agent', () => {
 });
 
 test('topics refuse ids a topic cannot carry', () => {
-  assert.deepEqual(topics('soundalert/v1', 'home', 'kitchen'), { events: 'soundalert/v1/home/kitchen/events', status: 'soundalert/v1/home/kitchen/status' });
+  assert.deepEqual(topics('soundalert/v1', 'home', 'kitchen'), { events: 'soundalert/v1/home/kitchen/events', status: 'soundalert/v1/home/kitchen/status',
+    ack: 'soundalert/v1/home/kitchen/ack' });
   assert.throws(() => topics('soundalert/v1', 'home', 'alerts'));
   assert.throws(() => topics('soundalert/v1', 'home/x', 'kitchen'));
   assert.throws(() => topics('soundalert/v1', 'home', '#'));
@@ -136,4 +137,48 @@ test('status documents and heartbeat figures', () => {
   assert.equal(doc.at, '2026-01-01T00:00:00.000000Z');
   assert.deepEqual(doc.stats, { windows: 3, windows_gated: 1, windows_dropped: 0, level_dbfs: -30, level_max_dbfs: -30,
     inference_ms_mean: 16, inference_ms_p95: 20, inference_ms_max: 20 });
+});
+
+test('status documents carry the end-to-end delivery floor when given', () => {
+  const base = { site: 'home', node: 'kitchen', state: 'online', atMs: 0, heartbeatS: 15, software: 't' };
+  assert.equal('pending_from_seq' in statusDoc(base), false, 'not in the last will');
+  const doc = statusDoc({ ...base, pendingFromSeq: 7, nextSeq: 12 });
+  assert.equal(doc.pending_from_seq, 7);
+  assert.equal(doc.next_seq, 12);
+  assert.equal(topics('r/v1', 'home', 'kitchen').ack, 'r/v1/home/kitchen/ack');
+});
+
+test('acks apply below the next seq; from an earlier life, another node or malformed they are ignored', () => {
+  const ack = (fields) => JSON.stringify({ schema: 'soundalert.ack/1', site: 'home', node: 'kitchen', seq: 4,
+    at: '2026-01-01T00:00:00Z', ...fields });
+  const me = { site: 'home', node: 'kitchen', nextSeq: 10 };
+  assert.deepEqual(parseAck(ack({}), me), { seq: 4 });
+  assert.deepEqual(parseAck(ack({ seq: -1 }), me), { seq: -1 });
+  assert.deepEqual(parseAck(ack({ seq: 10 }), me), { ignored: 'earlier_life' });
+  assert.deepEqual(parseAck(ack({ node: 'hall' }), me), { ignored: 'topic_mismatch' });
+  assert.deepEqual(parseAck(ack({ seq: 2 ** 53 }), me), { ignored: 'schema_violation' });
+  assert.deepEqual(parseAck(ack({ seq: '4' }), me), { ignored: 'schema_violation' });
+  assert.deepEqual(parseAck(ack({ schema: 'soundalert.ack/2' }), me), { ignored: 'schema_violation' });
+  assert.deepEqual(parseAck('{not json', me), { ignored: 'malformed_json' });
+});
+
+test('outstanding events go again when acks stop: 30 s, doubling to the maximum, reset on progress', () => {
+  const timer = new ResendTimer(30, 100);
+  timer.start(0);
+  assert.equal(timer.due(29_999), false);
+  assert.equal(timer.due(30_000), true);
+  timer.fired(30_000);
+  assert.equal(timer.due(89_999), false, 'then 60 s');
+  timer.fired(90_000);
+  timer.fired(190_000);
+  assert.equal(timer.wait, 100_000, 'capped');
+  timer.progress(200_000);
+  assert.equal(timer.due(229_999), false);
+  assert.equal(timer.due(230_000), true, 'back to 30 s after an ack advanced');
+});
+
+test('outbox priority as the Python agent: patterns, then labelled windows, then quiet ones', () => {
+  assert.equal(eventPriority({ source: { kind: 'pattern' }, labels: [{ label: 't3', score: 0.9 }] }), 2);
+  assert.equal(eventPriority({ source: { kind: 'yamnet' }, labels: [{ label: 'Speech', score: 0.4 }] }), 1);
+  assert.equal(eventPriority({ source: { kind: 'yamnet' }, labels: [] }), 0);
 });

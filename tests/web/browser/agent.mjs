@@ -6,6 +6,8 @@
 // MODE=scores : feed SAMPLES_FILE (float32 little-endian, 16 kHz) through the page's windowing and
 //               model path (window.soundalertAgent.analyseSamples), write the scores to SCORES_OUT.
 // MODE=listen : listen to the fake microphone (AUDIO_FILE), show the alert, screenshot, close.
+// MODE=delivery: listen to AUDIO_FILE, then do what the test asks ({"step": "do", "do": "state" |
+//               "stop" | "reload" | "close"}), answering {"step": "done", "state": ...} each time.
 import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,7 +74,8 @@ function parse(first, body, bytes) {
     const payload = body.subarray(at);
     Object.assign(packet, { topic: topic.toString(), qos, retain: !!(first & 1), payload: payload.toString('utf8'), payload_bytes: payload.length });
   } else if (type === 'SUBSCRIBE') {
-    packet.body = body.toString('hex');
+    packet.topics = [];
+    for (let at = 2; at < body.length;) { let topic; [topic, at] = str(body, at); packet.topics.push(topic.toString()); at += 1; }
   }
   return packet;
 }
@@ -80,7 +83,7 @@ function parse(first, body, bytes) {
 // -- the browser -----------------------------------------------------------------------------
 const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'];
-if (MODE === 'listen') {
+if (MODE === 'listen' || MODE === 'delivery') {
   args.push('--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${AUDIO_FILE}`);
 }
 const profile = mkdtempSync(join(tmpdir(), 'soundalert-chromium-'));
@@ -88,7 +91,7 @@ const browser = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM, headless: true, args,
   locale: 'en-GB', timezoneId: 'UTC',
   viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, reducedMotion: 'reduce',
-  permissions: MODE === 'listen' ? ['microphone'] : [],
+  permissions: MODE === 'scores' ? [] : ['microphone'],
 });
 const streams = [];
 const received = [];
@@ -113,7 +116,33 @@ try {
   await page.evaluate(() => window.soundalertAgent.ready);
   say({ step: 'ready', model_load_ms: Date.now() - openedMs }); // page, runtime and model
 
-  if (MODE === 'scores') {
+  const state = () => page.evaluate(() => window.soundalertAgent.state());
+  const start = async () => {
+    await page.getByRole('button', { name: 'Start listening' }).click();
+    await page.waitForFunction(() => {
+      const s = window.soundalertAgent.state();
+      return s.listening && s.connected && s.health.ok;
+    }, null, { timeout: 30000, polling: 100 });
+  };
+  if (MODE === 'delivery') {
+    await start();
+    say({ step: 'listening', state: await state() });
+    for (;;) {
+      const { do: what } = await hear('do');
+      if (what === 'close') break;
+      if (what === 'stop') {
+        await page.getByRole('button', { name: 'Stop listening' }).click();
+        await page.waitForFunction(() => !window.soundalertAgent.state().listening, null, { timeout: 10000 });
+      } else if (what === 'reload') {
+        await page.reload();
+        await page.waitForFunction(() => window.soundalertAgent && window.soundalertAgent.ready, null, { timeout: 20000 });
+        await page.evaluate(() => window.soundalertAgent.ready);
+        await start();
+      }
+      say({ step: 'done', do: what, state: await state() });
+    }
+    await page.close();
+  } else if (MODE === 'scores') {
     const raw = readFileSync(process.env.SAMPLES_FILE);
     const samples = Array.from(new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4));
     const began = Date.now();

@@ -6,11 +6,17 @@
 // Honesty first: whenever this page cannot be sure it is listening (hidden page, locked screen,
 // suspended audio, lost microphone, no samples), it says so on screen in plain words AND publishes
 // a retained "offline" status, so the home's alert service raises "sensor stopped listening".
+//
+// Nothing heard is lost: every event waits in IndexedDB (outbox.js) until the aggregator's
+// retained ack on <root>/<site>/<node>/ack covers its seq; each is sent once per connection, again
+// after a reconnect or a reload, and again when acks stop advancing (ResendTimer). With the
+// server's agent_delivery "broker", an event leaves on its PUBACK instead.
 import { roomName } from '/static/app.js'; // the display: takes ?token=, shows alerts (runs first)
 import {
-  DEFAULT_PIPELINE, EventBuilder, PatternDetector, Resampler, Stats, WINDOW_SAMPLES, Windower, hopSamples,
-  listeningHealth, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
+  DEFAULT_PIPELINE, EventBuilder, PatternDetector, ResendTimer, Resampler, Stats, WINDOW_SAMPLES, Windower, eventPriority,
+  hopSamples, listeningHealth, parseAck, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
 } from './core.js';
+import { Outbox } from './outbox.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const SITE_KEY = 'soundalert.agent.site';
@@ -18,6 +24,7 @@ const NODE_KEY = 'soundalert.agent.node';
 const seqKey = (site, node) => `soundalert.agent.seq.${site}.${node}`;
 const MAX_PENDING_WINDOWS = 4; // beyond this the model is too slow: drop (and count) windows
 const HEALTH_EVERY_MS = 1000;
+const SEND_BATCH = 32;
 
 const $ = (id) => document.getElementById(id);
 const agent = {
@@ -29,6 +36,8 @@ const agent = {
   queue: Promise.resolve(), pending: 0, published: 0, startedAt: 0,
   lastAudioAt: null, health: { ok: false, reason: 'not started' }, listening: false,
   wakeLock: null, wakeText: '', timers: [],
+  outbox: null, sentSeq: -1, pumping: false, pumpAgain: false, resend: null, ackedSeq: -1, delivered: 0,
+  acksIgnored: 0,
 };
 
 // -- small helpers ---------------------------------------------------------------------------
@@ -49,15 +58,21 @@ async function getJson(url) {
   return body;
 }
 
-function status(state, extra = {}) {
-  const stats = { ...agent.stats.summary(), events_published: agent.published, ...extra };
+function nextSeq() {
+  return agent.builder ? agent.builder.nextSeq : Number(localStorage.getItem(seqKey(agent.site, agent.node)) || 0);
+}
+
+function status(state, extra = {}, { will = false } = {}) {
+  const stats = { ...agent.stats.summary(), events_sent: agent.published, events_published: agent.delivered,
+    ...(agent.outbox ? agent.outbox.figures() : {}), ...extra };
   if (agent.ctx) stats.sample_rate_hz = agent.ctx.sampleRate;
   if (agent.startedAt) stats.uptime_s = Math.round((performance.now() - agent.startedAt) / 100) / 10;
   if (!agent.health.ok && agent.listening) stats.reason = agent.health.reason;
   if (agent.wakeText) stats.screen = agent.wakeText;
+  const delivery = will || !agent.outbox ? {} : { pendingFromSeq: agent.outbox.pendingFromSeq(nextSeq()), nextSeq: nextSeq() };
   return JSON.stringify(statusDoc({
     site: agent.site, node: agent.node, state, atMs: Date.now(), heartbeatS: agent.config.heartbeat_s,
-    software: agent.config.software, capabilities: ['yamnet', 'patterns'], stats,
+    software: agent.config.software, capabilities: ['yamnet', 'patterns'], stats, ...delivery,
   }));
 }
 
@@ -142,11 +157,58 @@ async function analyse(window) {
 
 function publishEvent(event) {
   localStorage.setItem(seqKey(agent.site, agent.node), String(agent.builder.nextSeq));
-  if (agent.client) {
-    agent.client.publish(agent.topics.events, JSON.stringify(event), { qos: 1 }, (err) => {
-      if (!err) { agent.published += 1; setText('agent-sent', `${agent.published}`); }
-    });
+  agent.outbox.put(event, eventPriority(event)).then(pump, (err) => console.error('outbox', err));
+}
+
+function endToEnd() { return agent.config.delivery.mode === 'end-to-end'; }
+
+/** Send what the outbox holds above agent.sentSeq, oldest first (each once per connection). */
+async function pump() {
+  if (agent.pumping) { agent.pumpAgain = true; return; }
+  agent.pumping = true;
+  try {
+    do {
+      agent.pumpAgain = false;
+      while (agent.client && agent.connected) {
+        const batch = await agent.outbox.after(agent.sentSeq, SEND_BATCH);
+        if (!batch.length) break;
+        const first = agent.outbox.firstSeq();
+        if (first === null || agent.sentSeq < first) agent.resend.start(Date.now()); // none outstanding
+        for (const record of batch) {
+          agent.client.publish(agent.topics.events, record.payload, { qos: 1 }, (err) => {
+            if (err) return;
+            agent.published += 1;
+            setText('agent-sent', `${agent.published}`);
+            if (!endToEnd()) agent.outbox.remove(record.seq).then(() => { agent.delivered += 1; });
+          });
+          agent.sentSeq = record.seq;
+        }
+      }
+    } while (agent.pumpAgain);
+  } finally {
+    agent.pumping = false;
   }
+}
+
+async function takeAck(payload) {
+  const ack = parseAck(payload, { site: agent.site, node: agent.node, nextSeq: nextSeq() });
+  if (ack.ignored) {
+    agent.acksIgnored += 1;
+    console.warn(`ignored the ack on ${agent.topics.ack}: ${ack.ignored}`);
+    return;
+  }
+  if (ack.seq > agent.ackedSeq) { agent.ackedSeq = ack.seq; agent.resend.progress(Date.now()); }
+  agent.delivered += await agent.outbox.acknowledge(ack.seq);
+}
+
+/** Acks stopped advancing while events are outstanding: send them all again (backing off). */
+function resendIfStuck() {
+  if (!agent.connected || !endToEnd()) return;
+  const first = agent.outbox.firstSeq();
+  if (first === null || agent.sentSeq < first || !agent.resend.due(Date.now())) return;
+  agent.resend.fired(Date.now());
+  agent.sentSeq = -1;
+  pump();
 }
 
 function showWindow(level, gated, labels) {
@@ -177,13 +239,20 @@ async function connectMqtt() {
     connectTimeout: 10000,
     username: agent.config.username || undefined,
     password: agent.config.password || undefined,
-    will: { topic: agent.topics.status, payload: status('offline'), qos: 1, retain: true },
+    will: { topic: agent.topics.status, payload: status('offline', {}, { will: true }), qos: 1, retain: true },
   });
   agent.client.on('connect', () => {
     agent.connected = true;
+    agent.sentSeq = -1; // a new connection: everything unacknowledged goes (again)
+    agent.resend.start(Date.now());
+    if (endToEnd()) agent.client.subscribe(agent.topics.ack, { qos: 1 });
     setText('agent-mqtt', 'Connected');
     checkHealth(false);
     publishStatus();
+    pump();
+  });
+  agent.client.on('message', (topic, payload) => {
+    if (topic === agent.topics.ack && payload.length) takeAck(payload.toString()).catch((err) => console.error('ack', err));
   });
   const down = (why) => () => {
     agent.connected = false;
@@ -262,6 +331,9 @@ async function startListening() {
     say('Cannot listen', `The sound model did not load: ${err.message}`, false);
     return;
   }
+  // What was heard before a reload and not yet acknowledged is still here; it goes on connect.
+  agent.outbox = await new Outbox(agent.site, agent.node).open();
+  agent.resend = new ResendTimer(agent.config.delivery.ack_timeout_s, agent.config.delivery.ack_timeout_max_s);
   try {
     agent.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
@@ -293,7 +365,7 @@ async function startListening() {
   await keepScreenOn();
   checkHealth(); // before connecting: the first status says what is true now
   await connectMqtt();
-  agent.timers.push(setInterval(checkHealth, HEALTH_EVERY_MS));
+  agent.timers.push(setInterval(() => { checkHealth(); resendIfStuck(); }, HEALTH_EVERY_MS));
   agent.timers.push(setInterval(() => {
     if (agent.client && agent.connected) {
       agent.client.publish(agent.topics.status, status(agent.health.ok ? 'online' : 'offline'), { qos: 1, retain: true });
@@ -396,7 +468,10 @@ async function main() {
   takeFromUrl();
   window.soundalertAgent = { analyseSamples, state: () => ({ listening: agent.listening, health: agent.health,
     connected: agent.connected, published: agent.published, stats: agent.stats.summary(), wake: agent.wakeText,
-    sampleRate: agent.ctx?.sampleRate ?? null }) };
+    sampleRate: agent.ctx?.sampleRate ?? null, delivered: agent.delivered, ackedSeq: agent.ackedSeq,
+    acksIgnored: agent.acksIgnored, nextSeq: agent.site ? nextSeq() : null,
+    outbox: agent.outbox ? { seqs: [...agent.outbox.held.keys()], pendingFromSeq: agent.outbox.pendingFromSeq(nextSeq()),
+      ...agent.outbox.figures() } : null }) };
   if (!localStorage.getItem(TOKEN_KEY)) {
     say('Access token needed', 'Enter the access token to set this phone up as a listening sensor.', false);
     return;

@@ -19,6 +19,7 @@ export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const RESERVED_NODE_IDS = new Set(['alerts', 'feedback']);
 export const EVENT_SCHEMA = 'soundalert.event/1';
 export const STATUS_SCHEMA = 'soundalert.status/1';
+export const ACK_SCHEMA = 'soundalert.ack/1';
 
 export const DEFAULT_PIPELINE = Object.freeze({ hop_s: DEFAULT_HOP_S, gate_dbfs: -70, top_k: 10, min_label_score: 0.05 });
 
@@ -242,7 +243,7 @@ export function validNodeId(id) {
 export function topics(root, site, node) {
   if (!validId(site)) throw new Error(`site id ${JSON.stringify(site)} does not match [A-Za-z0-9_-]{1,64}`);
   if (!validNodeId(node)) throw new Error(`node id ${JSON.stringify(node)} is not allowed`);
-  return { events: `${root}/${site}/${node}/events`, status: `${root}/${site}/${node}/status` };
+  return { events: `${root}/${site}/${node}/events`, status: `${root}/${site}/${node}/status`, ack: `${root}/${site}/${node}/ack` };
 }
 
 /** Builds ClassificationEvent documents for one node and one audio stream. */
@@ -343,9 +344,10 @@ export class PatternDetector {
   }
 }
 
-/** A NodeStatus document. */
-export function statusDoc({ site, node, state, atMs, heartbeatS, software, capabilities = ['yamnet'], stats = {} }) {
-  return {
+/** A NodeStatus document; with end-to-end delivery, the lowest seq still held and the next. */
+export function statusDoc({ site, node, state, atMs, heartbeatS, software, capabilities = ['yamnet'], stats = {},
+  pendingFromSeq = null, nextSeq = null }) {
+  const doc = {
     schema: STATUS_SCHEMA,
     site,
     node,
@@ -356,6 +358,54 @@ export function statusDoc({ site, node, state, atMs, heartbeatS, software, capab
     capabilities,
     stats,
   };
+  if (pendingFromSeq !== null) doc.pending_from_seq = pendingFromSeq;
+  if (nextSeq !== null) doc.next_seq = nextSeq;
+  return doc;
+}
+
+/**
+ * The aggregator's retained DeliveryAck for this node (as edge/agent/publisher.py takes it):
+ * `{ seq }` to apply (every event up to seq is stored), or `{ ignored: reason }`. An ack at or
+ * above the node's next seq is from an earlier life of the node (its queue was wiped).
+ */
+export function parseAck(text, { site, node, nextSeq }) {
+  let doc;
+  try { doc = JSON.parse(text); } catch { return { ignored: 'malformed_json' }; }
+  if (!doc || typeof doc !== 'object' || doc.schema !== ACK_SCHEMA) return { ignored: 'schema_violation' };
+  if (!Number.isSafeInteger(doc.seq) || doc.seq < -1 || typeof doc.at !== 'string') return { ignored: 'schema_violation' };
+  if (doc.site !== site || doc.node !== node) return { ignored: 'topic_mismatch' };
+  if (doc.seq >= nextSeq) return { ignored: 'earlier_life' };
+  return { seq: doc.seq };
+}
+
+/** Outbox priority, as edge/agent/publisher.py's event_priority: patterns outlive the rest. */
+export function eventPriority(event) {
+  if (event.source.kind === 'pattern') return 2;
+  return event.labels.length ? 1 : 0;
+}
+
+/**
+ * When to send outstanding events again: when no ack advanced for `timeoutS`, doubling up to
+ * `maxS` while acks stay stuck (an aggregator outage is not a resend storm). Times in ms.
+ */
+export class ResendTimer {
+  constructor(timeoutS, maxS) {
+    this.base = timeoutS * 1000;
+    this.max = Math.max(maxS * 1000, this.base);
+    this.wait = this.base;
+    this.since = 0;
+  }
+
+  /** An ack advanced: wait the base timeout again. */
+  progress(nowMs) { this.since = nowMs; this.wait = this.base; }
+
+  /** Something was sent while nothing was outstanding (or a new connection): count from now. */
+  start(nowMs) { this.since = nowMs; }
+
+  due(nowMs) { return nowMs - this.since >= this.wait; }
+
+  /** Sent everything again: wait twice as long for the next try. */
+  fired(nowMs) { this.since = nowMs; this.wait = Math.min(2 * this.wait, this.max); }
 }
 
 /** Heartbeat figures, with the Python agent's key names. */
