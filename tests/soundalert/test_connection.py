@@ -171,7 +171,7 @@ def test_a_connection_closed_before_connack_is_lost_and_not_fatal(
         agent = subprocess.Popen(
             [*AGENT, "--broker", mosquitto.url("service"), "--input", str(wav), "--speed", "0",
              "--outbox", str(tmp_path / "o.sqlite3"), "--node", "kitchen",
-             "--log-level", "warning"],
+             "--log-level", "warning", "--delivery", "broker"],  # no aggregator here
             stderr=out,
         )  # fmt: skip
     try:

@@ -164,7 +164,8 @@ async def test_the_serial_bridge_publishes_over_tls(
     board = Board(tmp_path / "ttyACM0")
     board.plug()
     settings = bridge_settings(tls_mosquitto, topic_root, tmp_path, board.path,
-                               broker=tls_mosquitto.url("kitchen", tls=True))  # fmt: skip
+                               broker=tls_mosquitto.url("kitchen", tls=True),
+                               delivery="broker")  # no aggregator acks here  # fmt: skip
     topics = Topics(topic_root)
     async with (
         listening(tls_mosquitto.url("service", tls=True), topics),

@@ -81,7 +81,7 @@ def test_feedback_marks_an_alert_handled(core: WebCore) -> None:
 
 
 def test_node_status_and_mic_level(core: WebCore) -> None:
-    status = node_status("kitchen", mic=-40.5)
+    status = node_status("kitchen", mic=-40.5, at=datetime.fromtimestamp(NOW, UTC))
     updates = core.handle(T.status(SITE, "kitchen"), status.to_json(), retained=False, now=NOW)
     record = updates[0].record
     assert record["mic_dbfs"] == -40.5
