@@ -18,16 +18,17 @@ the 520 Hz tone, whose whole search band is 3 bins).
 
 **Beeps (T3, 520 Hz).** A beep begins where a tonal frame's level rose ``ONSET_DB`` over two
 frames; the next ``OFF_END`` frames decide whether it was one: tonal on its tone in
-``ON_FRAMES`` of its first ``ON_WINDOW`` frames (0.35 s), and its bins ``OFF_DB`` below their
+``ON_FRAMES`` of its first ``ON_WINDOW`` frames (0.43 s, the shortest beep NFPA 72 allows) and
+still 0.3 s after it began (``LATE_FRAMES``), and its bins ``OFF_DB`` below their
 peak ``OFF_START``-``OFF_END`` frames after the onset (0.75-0.88 s: after the longest beep and
 its reverberant tail, before the next beep). Three beeps on one tone whose onsets are
 54-71 frames apart (on + off, each 0.5 s +-10 %, measured on 16 ms frames) and within 4 frames
 of each other (one alarm, one clock) are a cycle, reported as soon as no fourth beep came: at
 the third onset plus the longer period plus ``BEEP_WAIT`` frames, unless the tone rose again
-there or sounds within ``TRAIN_DB`` of the beeps. A cycle whose first beep continues an earlier
-beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps that start with three
-520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz verdict and are
-reported only if there is none.
+there or the beeps' bins sound within ``TRAIN_DB`` of them. A cycle whose first beep continues
+an earlier beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps that start
+with three 520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz verdict and
+are reported only if there is none.
 
 **Chirps (T4).** In a room, reverberation fills T4's 0.1 s gaps, so chirps are peaks of the
 tone's level (the search band's power on tonal frames): a rise of ``DIP_DB`` from the last
@@ -98,9 +99,13 @@ FLOOR_RISE_DB: Final = 0.05
 once and a rising one at 3.1 dB/s."""
 ONSET_DB: Final = 9.0
 """A beep starts where the tone's level rose this much over two frames."""
-ON_WINDOW: Final = 22
-ON_FRAMES: Final = 13
-"""A beep is tonal, on its tone, in this many of the ``ON_WINDOW`` frames from its onset..."""
+ON_WINDOW: Final = 27
+ON_FRAMES: Final = 16
+LATE_START: Final = 19
+LATE_FRAMES: Final = 5
+"""A beep is tonal, on its tone, in ``ON_FRAMES`` of the ``ON_WINDOW`` frames from its onset
+(0.43 s, the shortest beep NFPA 72 allows), ``LATE_FRAMES`` of them from ``LATE_START`` on (it
+still sounds 0.3 s after it began: a faster beeper's beep has ended)..."""
 OFF_START: Final = 47
 OFF_END: Final = 55
 OFF_DB: Final = 10.0
@@ -115,7 +120,7 @@ MIN_PULSE: Final = 3
 HARMONIC_SLACK: Final = 2
 """Frames between a smoke/CO-band beep's onset and a 520 Hz beep's that make it a harmonic."""
 TRAIN_DB: Final = 6.0
-"""The tone this close to the beeps' level where a fourth beep would start: a beep train."""
+"""The beeps' bins this close to their level where a fourth beep would start: a beep train."""
 MAX_BIN_SPREAD: Final = 2
 LOW_BIN_SPREAD: Final = 1
 BEEP_WAIT: Final = 4
@@ -329,23 +334,21 @@ class _BeepMatcher:
         self.candidate = _Candidate(beeps, pulse.start + max(periods) + BEEP_WAIT)
 
     def step(
-        self,
-        frame: int,
-        onsets: list[_Onset],
-        tri_db: npt.NDArray[np.float64] | None,
-        tone: _Tone,
+        self, frame: int, onsets: list[_Onset], tri_db: npt.NDArray[np.float64]
     ) -> Detection | None:
-        """``onsets``: the rises of the tone being watched; ``tri_db``: the frame's bin levels
-        if it is tonal (on ``tone``)."""
+        """``onsets``: the rises of the tone being watched; ``tri_db``: the frame's bin levels."""
         c = self.candidate
         if c is None:
             return None
         last = c.pulses[-1]
         soonest = last.start + min(_periods(c.pulses)) - self.t.period_spread
-        if soonest <= frame and tri_db is not None and tone.same(last.tone):
-            loudest = min(q.peak_db for q in c.pulses)
-            if float(tri_db[last.tone.bin]) >= loudest - TRAIN_DB:
-                self.candidate = None  # the tone sounds again where a fourth beep would
+        if soonest <= frame:
+            quietest = min(q.peak_db for q in c.pulses)
+            if float(tri_db[last.tone.bin]) >= quietest - TRAIN_DB:
+                # The beeps' bins sound again where a fourth beep would: tonal or not (clipped,
+                # or through a phone's gain control, a beep's first frames may not be), it is
+                # not the pause a T3 cycle needs.
+                self.candidate = None
                 return None
         for o in onsets:
             if soonest <= o.start < c.deadline and o.tone.same(last.tone):
@@ -446,6 +449,7 @@ class _Onset:
     on_frames: int = 0
     off_db: float = FLOOR_DB
     snr_sum: float = 0.0
+    late_frames: int = 0
 
 
 class _Track:
@@ -492,13 +496,18 @@ class _Track:
             if k < ON_WINDOW:
                 if tonal and tone.same(o.tone):
                     o.on_frames += 1
+                    o.late_frames += k >= LATE_START
                     o.snr_sum += snr
                     o.peak_db = max(o.peak_db, level)
             elif k >= OFF_START:
                 o.off_db = max(o.off_db, level)
                 if k == OFF_END - 1:
                     self._onsets.remove(o)
-                    if o.on_frames >= ON_FRAMES and o.peak_db - o.off_db >= OFF_DB:
+                    if (
+                        o.on_frames >= ON_FRAMES
+                        and o.late_frames >= LATE_FRAMES
+                        and o.peak_db - o.off_db >= OFF_DB
+                    ):
                         snr_mean = o.snr_sum / o.on_frames
                         self.beeps.closed(
                             _Pulse(o.start, o.start + o.on_frames, o.tone, snr_mean, o.peak_db)
@@ -512,7 +521,7 @@ class _Track:
             self._onsets.append(_Onset(frame, tone, db, 1, FLOOR_DB, snr))
 
         found: list[Detection] = []
-        d = self.beeps.step(frame, self._onsets, tri_db if tonal else None, tone)
+        d = self.beeps.step(frame, self._onsets, tri_db)
         if d is not None:
             found.append(d)
         if self._chirps is not None:

@@ -47,6 +47,7 @@ __all__ = [
     "KINDS",
     "LOOKALIKES",
     "ROOMS",
+    "SUBSET_SNRS",
     "Beep",
     "Microphone",
     "Recording",
@@ -57,6 +58,7 @@ __all__ = [
     "lookalike",
     "realistic",
     "sounder",
+    "subset",
 ]
 
 Float64Array = npt.NDArray[np.float64]
@@ -450,3 +452,29 @@ def lookalike(
     dry, beeps = _dry(s, seq, rng)
     return _render(dry, beeps, snr_db, pool, rng, kind=name, tone_hz=s.tone_hz,
                    complete_cycles=0)  # fmt: skip
+
+
+SUBSET_SNRS: Final = (0.0, 10.0, 20.0)
+
+
+@functools.cache
+def subset(per_snr: int = 4) -> tuple[Recording, ...]:
+    """A small fixed set for tests: ``per_snr`` alarms of each type at 0, 10 and 20 dB, one T3
+    fragment of each length 1-5 at 10 dB (first beep 0, 1, 2, 0, 1 of a cycle) and every
+    lookalike at 10 dB. Raises FileNotFoundError without the dev-audio set."""
+    pool = background_pool()
+    out = [
+        realistic(kind, snr, pool, np.random.default_rng(7_000 + 100 * k + 10 * s + i))
+        for k, kind in enumerate(KINDS)
+        for s, snr in enumerate(SUBSET_SNRS)
+        for i in range(per_snr)
+    ]
+    out += [
+        fragment(n, 10.0, pool, np.random.default_rng(8_000 + n), first=(n - 1) % 3)
+        for n in range(1, 6)
+    ]
+    out += [
+        lookalike(name, 10.0, pool, np.random.default_rng(9_000 + j))
+        for j, name in enumerate(LOOKALIKES)
+    ]
+    return tuple(out)

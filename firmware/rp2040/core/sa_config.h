@@ -19,15 +19,17 @@
 
 /* Beeps (T3, 520 Hz): frames after a rise of SA_ONSET_CDB over two frames. */
 #define SA_ONSET_CDB 900
-#define SA_ON_WINDOW 22       /* tonal on its tone in SA_ON_FRAMES of the first SA_ON_WINDOW */
-#define SA_ON_FRAMES 13
+#define SA_ON_WINDOW 27       /* tonal on its tone in SA_ON_FRAMES of the first SA_ON_WINDOW */
+#define SA_ON_FRAMES 16       /* (0.43 s, NFPA 72's shortest beep), SA_LATE_FRAMES of them */
+#define SA_LATE_START 19      /* from SA_LATE_START on (still sounding 0.3 s after it began) */
+#define SA_LATE_FRAMES 5
 #define SA_OFF_START 47       /* its bins SA_OFF_CDB below their peak in [OFF_START, OFF_END) */
 #define SA_OFF_END 55
 #define SA_OFF_CDB 1000
 #define SA_ATTACK 6           /* a rise this soon after one on the same tone is that onset */
 #define SA_REFRACTORY 30      /* a beep this soon after one on the same tone is part of it */
 #define SA_MIN_PULSE 3
-#define SA_TRAIN_CDB 600      /* the tone this loud where a fourth beep would be: a train */
+#define SA_TRAIN_CDB 600      /* the beeps' bins this loud where a fourth beep would be */
 #define SA_BEEP_WAIT 4        /* frames past a fourth beep's expected onset */
 #define SA_HARMONIC_SLACK 2   /* a beep starting this close to a 520 Hz one is its harmonic */
 

@@ -203,10 +203,8 @@ static bool coincide(const sa_pulse_t *a, const sa_pulse_t *b)
     return true;
 }
 
-/* tri: this frame's level at the last beep's bin if the frame is tonal on `tone`, else NULL. */
 static bool beeps_step(sa_beeps_t *m, uint32_t frame, const sa_onset_t *onsets, int n_onsets,
-                       bool tonal, sa_tone_id_t tone, const sa_features_t *f,
-                       sa_detection_t *out)
+                       const sa_features_t *f, sa_detection_t *out)
 {
     if (!m->pending) {
         return false;
@@ -216,13 +214,16 @@ static bool beeps_step(sa_beeps_t *m, uint32_t frame, const sa_onset_t *onsets, 
     uint32_t p1 = m->cand[1].start - m->cand[0].start;
     uint32_t p2 = last->start - m->cand[1].start;
     uint32_t soonest = last->start + (p1 < p2 ? p1 : p2) - t->period_spread;
-    if (soonest <= frame && tonal && same_tone(tone, last->tone)) {
+    if (soonest <= frame) {
         int32_t quietest = m->cand[0].peak_cdb;
         for (int i = 1; i < 3; i++) {
             quietest = m->cand[i].peak_cdb < quietest ? m->cand[i].peak_cdb : quietest;
         }
         if (sa_features_tri_cdb(f, last->tone.bin) >= quietest - SA_TRAIN_CDB) {
-            m->pending = false; /* the tone sounds again where a fourth beep would */
+            /* The beeps' bins sound again where a fourth beep would: tonal or not (clipped, or
+             * through a phone's gain control, a beep's first frames may not be), it is not the
+             * pause a T3 cycle needs. */
+            m->pending = false;
             return false;
         }
     }
@@ -364,6 +365,7 @@ static void watch_onsets(sa_track_t *t, uint32_t frame, bool tonal, sa_tone_id_t
         if (k < SA_ON_WINDOW) {
             if (tonal && same_tone(tone, o->tone)) {
                 o->on_frames++;
+                o->late_frames += k >= SA_LATE_START ? 1 : 0;
                 o->snr_sum += snr;
                 o->peak_cdb = level > o->peak_cdb ? level : o->peak_cdb;
             }
@@ -371,7 +373,8 @@ static void watch_onsets(sa_track_t *t, uint32_t frame, bool tonal, sa_tone_id_t
             o->off_cdb = level > o->off_cdb ? level : o->off_cdb;
             if (k == SA_OFF_END - 1) {
                 done = true;
-                if (o->on_frames >= SA_ON_FRAMES && o->peak_cdb - o->off_cdb >= SA_OFF_CDB) {
+                if (o->on_frames >= SA_ON_FRAMES && o->late_frames >= SA_LATE_FRAMES &&
+                    o->peak_cdb - o->off_cdb >= SA_OFF_CDB) {
                     sa_pulse_t beep = {o->start, o->start + o->on_frames, o->tone,
                                        o->snr_sum / o->on_frames, o->peak_cdb};
                     beeps_closed(&t->beeps, &beep);
@@ -461,9 +464,10 @@ static int track_step(sa_track_t *t, uint32_t frame, const sa_tone_t *m, const s
         o->off_cdb = SA_FLOOR_CDB;
         o->snr_sum = snr;
         o->on_frames = 1;
+        o->late_frames = 0;
     }
     int found = 0;
-    if (beeps_step(&t->beeps, frame, t->onsets, t->n_onsets, tonal, tone, f, &out[found])) {
+    if (beeps_step(&t->beeps, frame, t->onsets, t->n_onsets, f, &out[found])) {
         found++;
     }
     if (t->has_chirps &&

@@ -58,7 +58,7 @@ typedef struct {
     uint32_t start;
     sa_tone_id_t tone;
     int32_t peak_cdb, off_cdb, snr_sum;
-    uint16_t on_frames;
+    uint16_t on_frames, late_frames;
 } sa_onset_t;
 
 typedef struct {
