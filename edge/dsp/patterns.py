@@ -33,12 +33,14 @@ are reported only if there is none.
 **Chirps (T4).** In a room, reverberation fills T4's 0.1 s gaps, so chirps are peaks of the
 tone's level (the search band's power on tonal frames): a rise of ``DIP_DB`` from the last
 valley, then a fall of ``DIP_DB`` from the peak; a chirp's time is its steepest one-frame
-rise. Four chirps on one tone, each ``CHIRP_MIN_WIDTH``-``CHIRP_MAX_WIDTH`` frames from rise to
-fall, 10-17 frames apart and within 4 frames of each other, make a T4 cycle when no peak on
-that tone within ``QUIET_DB`` of theirs came in the 2 s before or comes in the 3 s after (the
-pattern's 5 s pause; a ripple in the first ``TAIL`` frames after the last chirp is its tail).
-A T3 beep is one long peak: neither a chirp nor quiet, so T4 cannot be built from T3 beeps or
-pieces of them, and an alarm clock's groups of four fail the pauses.
+rise, and a peak starting within ``CHIRP_MERGE`` frames of the last is the same chirp (split
+by a notch of the room's interference). Four chirps on one tone, each ``CHIRP_MIN_WIDTH`` to
+``CHIRP_MAX_WIDTH`` frames from rise to fall, 10-17 frames apart and within 4 frames of each
+other, make a T4 cycle when no peak on that tone within ``QUIET_DB`` of theirs came in the 2 s
+before or comes in the 3 s after (the pattern's 5 s pause; a ripple in the first ``TAIL``
+frames after the last chirp is its tail). A T3 beep is one long peak: neither a chirp nor
+quiet, so T4 cannot be built from T3 beeps or pieces of them, and an alarm clock's groups of
+four fail the pauses.
 
 The confidence (per mille, like the firmware) is ``400 + 0.3 * timing fit + 0.3 * strength``,
 where the timing fit is of the periods to nominal and strength grows from 0 at 6 dB to 1000 at
@@ -67,6 +69,7 @@ from edge.dsp.reference import (
 __all__ = [
     "BEEP_WAIT",
     "CHIRP_MAX_WIDTH",
+    "CHIRP_MERGE",
     "CHIRP_MIN_WIDTH",
     "DIP_DB",
     "FRAME_MS",
@@ -130,7 +133,9 @@ FLAT_DB: Final = 1.5
 """A chirp's tone is that of its last rise of more than this."""
 CHIRP_MIN_WIDTH: Final = 3
 CHIRP_MAX_WIDTH: Final = 16
-QUIET_DB: Final = 12.0
+CHIRP_MERGE: Final = 8
+"""A peak on the tone starting this soon after the last one's start is the same chirp."""
+QUIET_DB: Final = 8.0
 """A peak on the tone more than this below the chirps' is quiet (a tail's ripple)."""
 TAIL: Final = 16
 """A peak this soon after the last chirp ended is its reverberant tail, not another sound."""
@@ -408,6 +413,13 @@ class _ChirpMatcher:
     def peak(self, chirp: _Pulse) -> None:
         """A peak of the tone's level ended (any width: a beep is a peak too)."""
         t = self.t
+        if self._ring and self._ring[-1].tone.same(chirp.tone):
+            last = self._ring[-1]
+            if chirp.start - last.start < CHIRP_MERGE:
+                # One chirp, split by a notch of the room's interference: one peak.
+                self._ring.pop()
+                louder = chirp if chirp.peak_db > last.peak_db else last
+                chirp = _Pulse(last.start, chirp.end, louder.tone, louder.snr_db, louder.peak_db)
         c = self._candidate
         if c is not None and chirp.start >= c.pulses[-1].end + TAIL and _loud(chirp, c.pulses):
             self._candidate = None  # no pause after the four chirps

@@ -38,7 +38,8 @@
 #define SA_FLAT_CDB 150
 #define SA_CHIRP_MIN_WIDTH 3
 #define SA_CHIRP_MAX_WIDTH 16
-#define SA_QUIET_CDB 1200     /* a peak this far below the chirps' is quiet */
+#define SA_CHIRP_MERGE 8      /* a peak this soon after the last one's start is that chirp */
+#define SA_QUIET_CDB 800      /* a peak this far below the chirps' is quiet */
 #define SA_TAIL 16            /* a peak this soon after the last chirp is its tail */
 
 #define SA_MAX_BIN_SPREAD 2   /* bins of one tone (peak or partial) */

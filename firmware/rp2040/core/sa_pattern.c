@@ -274,10 +274,25 @@ static bool loud(const sa_pulse_t *peak, const sa_pulse_t *chirps, int n)
     return same_tone(peak->tone, chirps[0].tone) && peak->peak_cdb >= loudest - SA_QUIET_CDB;
 }
 
-static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *chirp)
+static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *peak)
 {
     const sa_chirp_timing_t *t = m->timing;
     int k = t->chirps;
+    sa_pulse_t merged = *peak;
+    const sa_pulse_t *chirp = peak;
+    if (m->count > 0 && same_tone(m->ring[m->count - 1].tone, peak->tone) &&
+        peak->start - m->ring[m->count - 1].start < SA_CHIRP_MERGE) {
+        /* One chirp, split by a notch of the room's interference: one peak. */
+        const sa_pulse_t *last = &m->ring[m->count - 1];
+        const sa_pulse_t *louder = peak->peak_cdb > last->peak_cdb ? peak : last;
+        merged.start = last->start;
+        merged.end = peak->end;
+        merged.tone = louder->tone;
+        merged.snr_cdb = louder->snr_cdb;
+        merged.peak_cdb = louder->peak_cdb;
+        m->count--;
+        chirp = &merged;
+    }
     if (m->pending && chirp->start >= m->cand[k - 1].end + SA_TAIL && loud(chirp, m->cand, k)) {
         m->pending = false; /* no pause after the four chirps */
     }
