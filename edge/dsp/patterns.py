@@ -19,16 +19,16 @@ the 520 Hz tone, whose whole search band is 3 bins).
 **Beeps (T3, 520 Hz).** A beep begins where a tonal frame's level rose ``ONSET_DB`` over two
 frames; the next ``OFF_END`` frames decide whether it was one: tonal on its tone in
 ``ON_FRAMES`` of its first ``ON_WINDOW`` frames (0.43 s, the shortest beep NFPA 72 allows) and
-still 0.3 s after it began (``LATE_FRAMES``), and its bins ``OFF_DB`` below their
-peak ``OFF_START``-``OFF_END`` frames after the onset (0.75-0.88 s: after the longest beep and
-its reverberant tail, before the next beep). Three beeps on one tone whose onsets are
-54-71 frames apart (on + off, each 0.5 s +-10 %, measured on 16 ms frames) and within 4 frames
-of each other (one alarm, one clock) are a cycle, reported as soon as no fourth beep came: at
-the third onset plus the longer period plus ``BEEP_WAIT`` frames, unless the tone rose again
-there or the beeps' bins sound within ``TRAIN_DB`` of them. A cycle whose first beep continues
-an earlier beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps that start
-with three 520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz verdict and
-are reported only if there is none.
+still 0.3 s after it began (``LATE_FRAMES``), and its bins ``OFF_DB`` below their peak
+``OFF_START``-``OFF_END`` frames after the onset (0.75-0.88 s: after the longest beep and its
+reverberant tail, before the next beep). Three beeps on one tone whose onsets are 52-73 frames
+apart (on + off, each 0.5 s +-10 %, plus up to 3 frames of onset jitter at low SNR) and within
+5 frames of each other (one alarm, one clock) are a cycle, reported as soon as no fourth beep
+came: at the third onset plus the longer period plus ``BEEP_WAIT`` frames, unless the tone rose
+again there or the beeps' bins sound within ``TRAIN_DB`` of them. A cycle whose first beep
+continues an earlier beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps
+that start with three 520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz
+verdict and are reported only if there is none.
 
 **Chirps (T4).** In a room, reverberation fills T4's 0.1 s gaps, so chirps are peaks of the
 tone's level (the search band's power on tonal frames): a rise of ``DIP_DB`` from the last
@@ -105,7 +105,7 @@ ONSET_DB: Final = 9.0
 ON_WINDOW: Final = 27
 ON_FRAMES: Final = 16
 LATE_START: Final = 19
-LATE_FRAMES: Final = 5
+LATE_FRAMES: Final = 3
 """A beep is tonal, on its tone, in ``ON_FRAMES`` of the ``ON_WINDOW`` frames from its onset
 (0.43 s, the shortest beep NFPA 72 allows), ``LATE_FRAMES`` of them from ``LATE_START`` on (it
 still sounds 0.3 s after it began: a faster beeper's beep has ended)..."""
@@ -173,8 +173,8 @@ class ChirpTiming:
     cycle_gap_max: int
 
 
-T3_TIMING: Final = BeepTiming("t3", 54, 71, 1000, 4, 156)
-LF520_TIMING: Final = BeepTiming("lf520", 54, 71, 1000, 4, 156)
+T3_TIMING: Final = BeepTiming("t3", 52, 73, 1000, 5, 156)
+LF520_TIMING: Final = BeepTiming("lf520", 52, 73, 1000, 5, 156)
 T4_TIMING: Final = ChirpTiming("t4", 4, 10, 17, 200, 4, 125, 188, 375)
 
 

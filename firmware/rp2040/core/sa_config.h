@@ -22,7 +22,7 @@
 #define SA_ON_WINDOW 27       /* tonal on its tone in SA_ON_FRAMES of the first SA_ON_WINDOW */
 #define SA_ON_FRAMES 16       /* (0.43 s, NFPA 72's shortest beep), SA_LATE_FRAMES of them */
 #define SA_LATE_START 19      /* from SA_LATE_START on (still sounding 0.3 s after it began) */
-#define SA_LATE_FRAMES 5
+#define SA_LATE_FRAMES 3
 #define SA_OFF_START 47       /* its bins SA_OFF_CDB below their peak in [OFF_START, OFF_END) */
 #define SA_OFF_END 55
 #define SA_OFF_CDB 1000

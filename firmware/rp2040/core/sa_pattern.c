@@ -2,11 +2,12 @@
 
 #include <string.h>
 
-/* Periods onset to onset: 0.5 s on + 0.5 s off, each +-10 % (0.9-1.1 s), measured on 16 ms
- * frames, within 64 ms of each other. T4: 0.1 + 0.1 s, each +-10 %, plus what reverberation
- * does to a chirp's rise; 2 s of quiet before, 3 s after (of its 5 s pause). */
-const sa_beep_timing_t sa_t3_timing = {SA_DET_T3, 54, 71, 1000, 4, 156};
-const sa_beep_timing_t sa_lf520_timing = {SA_DET_LF520, 54, 71, 1000, 4, 156};
+/* Periods onset to onset: 0.5 s on + 0.5 s off, each +-10 % (0.9-1.1 s), plus up to 3 frames
+ * of onset jitter at low SNR, within 5 frames of each other. T4: 0.1 + 0.1 s, each +-10 %,
+ * plus what reverberation does to a chirp's rise; 2 s of quiet before, 3 s after (of its 5 s
+ * pause). */
+const sa_beep_timing_t sa_t3_timing = {SA_DET_T3, 52, 73, 1000, 5, 156};
+const sa_beep_timing_t sa_lf520_timing = {SA_DET_LF520, 52, 73, 1000, 5, 156};
 const sa_chirp_timing_t sa_t4_timing = {SA_DET_T4, 4, 10, 17, 200, 4, 125, 188, 375};
 
 const char *sa_detector_name(sa_detector_t kind)
