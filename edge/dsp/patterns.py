@@ -1,62 +1,92 @@
 """Streaming NFPA 72 temporal-pattern detectors: T3 smoke, T4 CO and the 520 Hz low-frequency T3.
 
-The same algorithm runs on the RP2040 (firmware/rp2040/core/sa_pattern.c, fixed point) and here
-(floating point, for the Pi agent). It is pure: feed 16 kHz mono blocks of any size, get back
-:class:`Detection` objects.
+The same algorithm runs on the RP2040 (firmware/rp2040/core/sa_pattern.c, fixed point) and, as
+WebAssembly built from that C, on the phone agent page; here it runs in floating point for the
+Pi agent. It is pure: feed 16 kHz mono blocks of any size, get back :class:`Detection` objects.
+Real alarms in real rooms are not the textbook pattern: a tone anywhere from 2 to 4.5 kHz, with
+partials; reverberation that fills gaps and makes a pure tone's level swing by 20 dB inside a
+beep; a phone's gain control. What survives all of that is where a beep *starts*.
 
-Per 16 ms frame (see :mod:`edge.dsp.reference`) a tone is *on* when the power around the
-strongest bin of its search band is at least ``ON_MIN_DB`` dBFS, at least ``ON_MARGIN_DB`` above
-the band's tracked noise floor, and a large enough share of a wider context band (a tonality
-test that broadband sounds fail). Runs of *on* frames become pulses: gaps of up to ``MERGE_GAP``
-frames are bridged, runs shorter than ``MIN_PULSE`` frames are dropped. A pattern is confirmed
-when the silence after its last pulse reaches the pattern's long-gap length:
+**Tonal frames.** Per 16 ms frame (:mod:`edge.dsp.reference`) each tone (smoke/CO: strongest
+bin in 1.875-4.625 kHz; 520 Hz: in 437-625 Hz) is *tonal* when its power is at least
+``ON_MIN_DB`` dBFS, ``ON_MARGIN_DB`` above its search band's tracked noise floor, and a large
+enough share of a wider context band: with its two strongest partials for the smoke/CO tone
+(``HIGH_RATIO``: a piezo's harmonics and a combination alarm's second tone count, broadband
+sound does not), alone for the 520 Hz tone (``LOW_RATIO``: speech there has many harmonics).
+A tone is one tone across frames when its peak or partial bin is within ``MAX_BIN_SPREAD`` (1 for
+the 520 Hz tone, whose whole search band is 3 bins).
 
-* ``t3``: three 0.5 s pulses 0.5 s apart in 2.5-4 kHz, then >= 1.1 s of silence;
-* ``t4``: four 0.1 s chirps 0.1 s apart in 2.5-4 kHz, then >= 3 s of silence;
-* ``lf520``: the T3 pattern on a 437-625 Hz tone (the 520 Hz square-wave sounder).
+**Beeps (T3, 520 Hz).** A beep begins where a tonal frame's level rose ``ONSET_DB`` over two
+frames; the next ``OFF_END`` frames decide whether it was one: tonal on its tone in
+``ON_FRAMES`` of its first ``ON_WINDOW`` frames (0.43 s, the shortest beep NFPA 72 allows) and
+still 0.3 s after it began (``LATE_FRAMES``), and its bins ``OFF_DB`` below their peak
+``OFF_START``-``OFF_END`` frames after the onset (0.75-0.88 s: after the longest beep and its
+reverberant tail, before the next beep). Three beeps on one tone whose onsets are 52-73 frames
+apart (on + off, each 0.5 s +-10 %, plus up to 3 frames of onset jitter at low SNR) and within
+5 frames of each other (one alarm, one clock) are a cycle, reported as soon as no fourth beep
+came: at the third onset plus the longer period plus ``BEEP_WAIT`` frames, unless the tone rose
+again there or the beeps' bins sound within ``TRAIN_DB`` of them. A cycle whose first beep
+continues an earlier beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps
+that start with three 520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz
+verdict and are reported only if there is none.
 
-Each pattern only sees pulses whose length fits it (a knock in a gap does not break the rhythm).
-A pattern is rejected when the pulse before its first one continues the same rhythm on the same
-tone (a longer beep train) or, for T4, came less than 2 s before it (alarm clocks beep in
-fours); every pulse's peak bin must lie within ``MAX_BIN_SPREAD`` bins of the others. A tonal
-frame also has to be within ``REL_DB`` of the loudest recent tonal frame, so quieter tonal
-background between an alarm's pulses does not fill its gaps. The confidence
-(per mille, like the firmware) is ``400 + 0.3 * timing fit + 0.3 * strength``, where strength
-grows from 0 at 6 dB to 1000 at 20 dB above the noise floor, plus 100 per back-to-back cycle.
+**Chirps (T4).** In a room, reverberation fills T4's 0.1 s gaps, so chirps are peaks of the
+tone's level (the search band's power on tonal frames): a rise of ``DIP_DB`` from the last
+valley, then a fall of ``DIP_DB`` from the peak; a chirp's time is its steepest one-frame
+rise, and a peak starting within ``CHIRP_MERGE`` frames of the last is the same chirp (split
+by a notch of the room's interference). Four chirps on one tone, each ``CHIRP_MIN_WIDTH`` to
+``CHIRP_MAX_WIDTH`` frames from rise to fall, 10-17 frames apart and within 4 frames of each
+other, make a T4 cycle when no peak on that tone within ``QUIET_DB`` of theirs came in the 2 s
+before or comes in the 3 s after (the pattern's 5 s pause; a ripple in the first ``TAIL``
+frames after the last chirp is its tail). A T3 beep is one long peak: neither a chirp nor
+quiet, so T4 cannot be built from T3 beeps or pieces of them, and an alarm clock's groups of
+four fail the pauses.
+
+The confidence (per mille, like the firmware) is ``400 + 0.3 * timing fit + 0.3 * strength``,
+where the timing fit is of the periods to nominal and strength grows from 0 at 6 dB to 1000 at
+20 dB above the noise floor, plus 100 per back-to-back cycle.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from edge.dsp.reference import (
+    FLOOR_DB,
     FRAME_SAMPLES,
     SAMPLE_RATE,
-    FrameFeatures,
+    ToneFeatures,
     analyse_frames,
     to_float,
 )
 
 __all__ = [
+    "BEEP_WAIT",
+    "CHIRP_MAX_WIDTH",
+    "CHIRP_MERGE",
+    "CHIRP_MIN_WIDTH",
+    "DIP_DB",
     "FRAME_MS",
     "HIGH_RATIO",
+    "LF520_TIMING",
     "LOW_RATIO",
     "MAX_BIN_SPREAD",
-    "MERGE_GAP",
-    "MIN_PULSE",
+    "OFF_DB",
+    "ONSET_DB",
     "ON_MARGIN_DB",
     "ON_MIN_DB",
-    "PATTERNS",
-    "REF_DECAY_DB",
-    "REL_DB",
+    "T3_TIMING",
+    "T4_TIMING",
+    "BeepTiming",
+    "ChirpTiming",
     "Detection",
     "DetectorKind",
-    "Pattern",
     "PatternDetector",
 ]
 
@@ -65,46 +95,87 @@ DetectorKind = Literal["t3", "t4", "lf520"]
 FRAME_MS: Final = FRAME_SAMPLES * 1000 // SAMPLE_RATE  # 16
 ON_MIN_DB: Final = -70.0
 ON_MARGIN_DB: Final = 6.0
-HIGH_RATIO: Final = 0.5
+HIGH_RATIO: Final = 0.7
 LOW_RATIO: Final = 0.6
 FLOOR_RISE_DB: Final = 0.05
-"""Per frame: the noise floor starts at ``ON_MIN_DB``, follows a falling level at once and a
-rising one at 3.1 dB/s."""
-REL_DB: Final = 12.0
-"""A tonal frame counts only within this many dB of the loudest recent tonal frame..."""
-REF_DECAY_DB: Final = 0.02
-"""...whose level decays by this much per frame (1.25 dB/s)."""
-MERGE_GAP: Final = 2
+"""Per frame: the noise floor starts at ``ON_MIN_DB``, follows a falling search-band level at
+once and a rising one at 3.1 dB/s."""
+ONSET_DB: Final = 9.0
+"""A beep starts where the tone's level rose this much over two frames."""
+ON_WINDOW: Final = 27
+ON_FRAMES: Final = 16
+LATE_START: Final = 19
+LATE_FRAMES: Final = 3
+"""A beep is tonal, on its tone, in ``ON_FRAMES`` of the ``ON_WINDOW`` frames from its onset
+(0.43 s, the shortest beep NFPA 72 allows), ``LATE_FRAMES`` of them from ``LATE_START`` on (it
+still sounds 0.3 s after it began: a faster beeper's beep has ended)..."""
+OFF_START: Final = 47
+OFF_END: Final = 55
+OFF_DB: Final = 10.0
+"""...and its bins are this much below their peak from ``OFF_START`` to ``OFF_END`` frames
+after it (0.75-0.88 s: after the longest beep and its tail, before the next beep)."""
+MAX_ONSETS: Final = 6
+ATTACK: Final = 6
+"""A rise of the tone this soon after another one on the same tone is the same onset..."""
+REFRACTORY: Final = 30
+"""...and of two beeps this close on the same tone only the fuller one is a beep."""
 MIN_PULSE: Final = 3
+HARMONIC_SLACK: Final = 2
+"""Frames between a smoke/CO-band beep's onset and a 520 Hz beep's that make it a harmonic."""
+TRAIN_DB: Final = 6.0
+"""The beeps' bins this close to their level where a fourth beep would start: a beep train."""
 MAX_BIN_SPREAD: Final = 2
-_SNR_FRAMES_MAX: Final = 1024
+LOW_BIN_SPREAD: Final = 1
+BEEP_WAIT: Final = 4
+"""Frames past the expected onset of a fourth beep before a T3 cycle is reported."""
+DIP_DB: Final = 6.0
+FLAT_DB: Final = 1.5
+"""A chirp's tone is that of its last rise of more than this."""
+CHIRP_MIN_WIDTH: Final = 3
+CHIRP_MAX_WIDTH: Final = 16
+CHIRP_MERGE: Final = 8
+"""A peak on the tone starting this soon after the last one's start is the same chirp."""
+QUIET_DB: Final = 8.0
+"""A peak on the tone more than this below the chirps' is quiet (a tail's ripple)."""
+TAIL: Final = 16
+"""A peak this soon after the last chirp ended is its reverberant tail, not another sound."""
 _SNR_FULL_DB: Final = 20.0
+_RING: Final = 8
+_CHIRP_RING: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
-class Pattern:
-    """Timing of one temporal pattern, in frames of 16 ms."""
+class BeepTiming:
+    """A three-beep pattern (T3, 520 Hz), in frames of 16 ms."""
 
     kind: DetectorKind
-    pulses: int
-    on_min: int
-    on_max: int
-    on_nominal_ms: int
-    gap_min: int
-    gap_max: int
-    gap_nominal_ms: int
-    long_gap: int
-    """Silence after the last pulse that confirms the pattern, and the least before the first."""
+    period_min: int
+    period_max: int
+    period_nominal_ms: int
+    period_spread: int
+    """Largest difference of the two periods."""
     cycle_gap_max: int
-    """A pattern starting at most this long after the previous one of its kind is its next cycle."""
+    """A cycle starting at most this long after the previous one ended is its next cycle."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChirpTiming:
+    """The four-chirp pattern (T4), in frames of 16 ms."""
+
+    kind: DetectorKind
+    chirps: int
+    period_min: int
+    period_max: int
+    period_nominal_ms: int
+    period_spread: int
     quiet_before: int
-    """Least silence (of this pattern's pulses) before the first pulse, unless none came before."""
+    quiet_after: int
+    cycle_gap_max: int
 
 
-T3_TIMING: Final = Pattern("t3", 3, 22, 44, 500, 19, 44, 500, 69, 156, 0)
-T4_TIMING: Final = Pattern("t4", 4, 3, 12, 100, 3, 12, 100, 188, 500, 125)
-LF520_TIMING: Final = Pattern("lf520", 3, 22, 44, 500, 19, 44, 500, 69, 156, 0)
-PATTERNS: Final = (T3_TIMING, T4_TIMING, LF520_TIMING)
+T3_TIMING: Final = BeepTiming("t3", 52, 73, 1000, 5, 156)
+LF520_TIMING: Final = BeepTiming("lf520", 52, 73, 1000, 5, 156)
+T4_TIMING: Final = ChirpTiming("t4", 4, 10, 17, 200, 4, 125, 188, 375)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +186,11 @@ class Detection:
     confidence: float
     """In [0, 1], three decimals (the serial protocol's precision)."""
     onset_sample: int
-    """Sample index (from the detector's start) where the cycle's first pulse began."""
+    """Sample index (from the detector's start) where the cycle's first beep or chirp began."""
     confirmed_sample: int
     """Sample index at the end of the frame that confirmed the cycle."""
     tone_hz: int
-    """Centre frequency of the first pulse's peak bin."""
+    """Centre frequency of the first beep's or chirp's peak bin."""
     cycle: int
     """1 for the first cycle of an alarm, then 2, 3, ... for back-to-back cycles."""
 
@@ -133,122 +204,45 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
+class _Tone:
+    bin: int
+    alt: int
+    """A partial's bin, 0 if none."""
+
+    spread: int = MAX_BIN_SPREAD
+    """Bins apart that are still this tone."""
+
+    def same(self, other: _Tone) -> bool:
+        """Whether two beeps sound one tone: a peak or partial of one near one of the other."""
+        return any(
+            a > 0 and b > 0 and abs(a - b) <= min(self.spread, other.spread)
+            for a in (self.bin, self.alt)
+            for b in (other.bin, other.alt)
+        )
+
+
+_Row = tuple[float, float, float, _Tone]
+"""A frame of one tone: its level, its search band's level, its share of the context, its bins."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Pulse:
+    """A beep (start, end: frames) or a chirp (start: its time, end: its fall)."""
+
     start: int
     end: int
-    peak_bin: int
+    tone: _Tone
     snr_db: float
-    gap_before: int | None = None
-    """Frames since the previous pulse of the same pattern ended; None if there was none."""
+    peak_db: float = FLOOR_DB
 
 
 @dataclass(slots=True)
-class _Matcher:
-    """One pattern's view of a tone: the recent pulses whose length fits the pattern."""
+class _Candidate:
+    """A complete cycle waiting for the silence that confirms it."""
 
-    pattern: Pattern
-    ring: deque[_Pulse]
-    prev_end: int | None = None
-    checked: bool = True
-    last_end: int | None = None
-    """End frame of the last pulse of the previous detection."""
-    last_cycle: int = 0
-
-
-class _ToneTrack:
-    """Turns one tone's per-frame on/off flags into pulses and matches patterns against them.
-
-    Each pattern only sees pulses whose length fits it; pulses that do not fit are ignored (a
-    cough in a gap does not break a smoke alarm's rhythm).
-    """
-
-    def __init__(self, patterns: tuple[Pattern, ...]) -> None:
-        self._matchers = [_Matcher(p, deque(maxlen=p.pulses + 1)) for p in patterns]
-        self._open_start = -1
-        self._open_bin = 0
-        self._last_on = -1
-        self._snr_sum = 0.0
-        self._snr_frames = 0
-
-    def step(self, frame: int, on: bool, peak_bin: int, snr_db: float) -> list[Detection]:
-        found: list[Detection] = []
-        if on:
-            if self._open_start < 0:
-                self._open_start, self._open_bin = frame, peak_bin
-                self._snr_sum, self._snr_frames = 0.0, 0
-            self._last_on = frame
-            if self._snr_frames < _SNR_FRAMES_MAX:
-                self._snr_sum += snr_db
-                self._snr_frames += 1
-        elif self._open_start >= 0 and frame - self._last_on > MERGE_GAP:
-            self._finalise()
-        for m in self._matchers:
-            if m.checked or m.prev_end is None or frame + 1 - m.prev_end < m.pattern.long_gap:
-                continue
-            if 0 <= self._open_start < m.prev_end + m.pattern.long_gap:
-                continue  # a pulse inside the long gap is still open: wait for its length
-            m.checked = True
-            detection = _match(m, frame)
-            if detection is not None:
-                found.append(detection)
-        return found
-
-    def _finalise(self) -> None:
-        start, end = self._open_start, self._last_on + 1
-        self._open_start = -1
-        if end - start < MIN_PULSE:
-            return
-        snr = self._snr_sum / self._snr_frames
-        for m in self._matchers:
-            if m.pattern.on_min <= end - start <= m.pattern.on_max:
-                gap = None if m.prev_end is None else start - m.prev_end
-                m.ring.append(_Pulse(start, end, self._open_bin, snr, gap))
-                m.prev_end = end
-                m.checked = False
-
-
-def _match(m: _Matcher, frame: int) -> Detection | None:
-    p = m.pattern
-    if len(m.ring) < p.pulses:
-        return None
-    pulses = list(m.ring)[-p.pulses :]
-    first = pulses[0]
-    bins = [q.peak_bin for q in pulses]
-    if max(bins) - min(bins) > MAX_BIN_SPREAD:
-        return None
-    if first.gap_before is not None and first.gap_before < p.quiet_before:
-        return None  # T4 follows ~5 s of silence; four beeps every second is an alarm clock
-    if len(m.ring) > p.pulses and first.gap_before is not None:
-        before = m.ring[0]
-        if (
-            p.gap_min <= first.gap_before <= p.gap_max
-            and abs(before.peak_bin - first.peak_bin) <= MAX_BIN_SPREAD
-        ):
-            return None  # the rhythm started earlier: a longer beep train, not this pattern
-    errors: list[int] = []
-    for j, q in enumerate(pulses):
-        errors.append(_error_pm(q.end - q.start, p.on_nominal_ms))
-        if j > 0:
-            if q.gap_before is None or not p.gap_min <= q.gap_before <= p.gap_max:
-                return None
-            errors.append(_error_pm(q.gap_before, p.gap_nominal_ms))
-    timing_pm = 1000 - sum(errors) // len(errors)
-    snr = sum(q.snr_db for q in pulses) / len(pulses)
-    strength = min(max((snr - ON_MARGIN_DB) / (_SNR_FULL_DB - ON_MARGIN_DB), 0.0), 1.0)
-    strength_pm = int(strength * 1000)
-    cycle = 1
-    if m.last_end is not None and first.start - m.last_end <= p.cycle_gap_max:
-        cycle = m.last_cycle + 1
-    m.last_end, m.last_cycle = pulses[-1].end, cycle
-    conf_pm = min(1000, 400 + (300 * timing_pm + 300 * strength_pm) // 1000 + 100 * (cycle - 1))
-    return Detection(
-        kind=p.kind,
-        confidence=conf_pm / 1000,
-        onset_sample=first.start * FRAME_SAMPLES,
-        confirmed_sample=(frame + 1) * FRAME_SAMPLES,
-        tone_hz=first.peak_bin * 125 // 2,
-        cycle=cycle,
-    )
+    pulses: list[_Pulse]
+    deadline: int
+    """First frame (exclusive end) at which it is confirmed."""
 
 
 def _error_pm(frames: int, nominal_ms: int) -> int:
@@ -256,25 +250,324 @@ def _error_pm(frames: int, nominal_ms: int) -> int:
     return min(1000, abs(frames * FRAME_MS - nominal_ms) * 2000 // nominal_ms)
 
 
-class _ToneGate:
-    """Per-frame on/off decision for one tone: level, noise floor, tonality, recent loudness."""
+def _strength_pm(pulses: list[_Pulse]) -> int:
+    snr = sum(q.snr_db for q in pulses) / len(pulses)
+    strength = min(max((snr - ON_MARGIN_DB) / (_SNR_FULL_DB - ON_MARGIN_DB), 0.0), 1.0)
+    return int(strength * 1000)
 
-    def __init__(self, min_ratio: float) -> None:
-        self._min_ratio = min_ratio
+
+def _periods(pulses: list[_Pulse]) -> list[int]:
+    return [b.start - a.start for a, b in pairwise(pulses)]
+
+
+def _periods_fit(periods: list[int], lo: int, hi: int, spread: int) -> bool:
+    return all(lo <= p <= hi for p in periods) and max(periods) - min(periods) <= spread
+
+
+def _recent(ring: deque[_Pulse], tone: _Tone, n: int) -> list[_Pulse]:
+    """The newest ``n`` pulses of ``ring`` on ``tone``, oldest first."""
+    out = [q for q in reversed(ring) if q.tone.same(tone)][:n]
+    return out[::-1]
+
+
+class _Cycles:
+    """Numbers back-to-back cycles of one pattern."""
+
+    def __init__(self, gap_max: int) -> None:
+        self._gap_max = gap_max
+        self._last_end: int | None = None
+        self._last = 0
+
+    def next(self, first_start: int, last_end: int) -> int:
+        cycle = 1
+        if self._last_end is not None and first_start - self._last_end <= self._gap_max:
+            cycle = self._last + 1
+        self._last_end, self._last = last_end, cycle
+        return cycle
+
+
+def _detection(
+    kind: DetectorKind, pulses: list[_Pulse], frame: int, timing_pm: int, cycle: int
+) -> Detection:
+    conf_pm = min(
+        1000, 400 + (300 * timing_pm + 300 * _strength_pm(pulses)) // 1000 + 100 * (cycle - 1)
+    )
+    return Detection(
+        kind=kind,
+        confidence=conf_pm / 1000,
+        onset_sample=pulses[0].start * FRAME_SAMPLES,
+        confirmed_sample=(frame + 1) * FRAME_SAMPLES,
+        tone_hz=pulses[0].tone.bin * 125 // 2,
+        cycle=cycle,
+    )
+
+
+class _BeepMatcher:
+    """Three beeps in T3 rhythm on one tone, reported once no fourth one follows."""
+
+    def __init__(self, timing: BeepTiming, shadow: _BeepMatcher | None = None) -> None:
+        self.t = timing
+        self.shadow = shadow
+        """The 520 Hz beeps, whose square wave's harmonics fall in the smoke/CO tone's band."""
+        self.ring: deque[_Pulse] = deque(maxlen=_RING)
+        self.reported: list[_Pulse] = []
+        """The beeps of the latest reported cycle."""
+
+        self.candidate: _Candidate | None = None
+        self._cycles = _Cycles(timing.cycle_gap_max)
+
+    def closed(self, pulse: _Pulse) -> None:
+        """A beep was heard (``start``: its onset)."""
+        t = self.t
+        earlier = _recent(self.ring, pulse.tone, 3)
+        if earlier and pulse.start - earlier[-1].start < REFRACTORY:
+            # Two rises of one beep, or a beep and a sound just before it: keep the fuller.
+            if _fullness(pulse) <= _fullness(earlier[-1]):
+                return
+            self.ring.remove(earlier[-1])
+            earlier = _recent(self.ring, pulse.tone, 3)
+        self.ring.append(pulse)
+        if len(earlier) < 2:
+            return
+        beeps = [*earlier[-2:], pulse]
+        periods = _periods(beeps)
+        if not _periods_fit(periods, t.period_min, t.period_max, t.period_spread):
+            return
+        if len(earlier) == 3 and t.period_min <= beeps[0].start - earlier[0].start <= t.period_max:
+            return  # the rhythm started earlier: a longer beep train, not this pattern
+
+        self.candidate = _Candidate(beeps, pulse.start + max(periods) + BEEP_WAIT)
+
+    def step(
+        self, frame: int, onsets: list[_Onset], tri_db: npt.NDArray[np.float64]
+    ) -> Detection | None:
+        """``onsets``: the rises of the tone being watched; ``tri_db``: the frame's bin levels."""
+        c = self.candidate
+        if c is None:
+            return None
+        last = c.pulses[-1]
+        soonest = last.start + min(_periods(c.pulses)) - self.t.period_spread
+        if soonest <= frame:
+            quietest = min(q.peak_db for q in c.pulses)
+            if float(tri_db[last.tone.bin]) >= quietest - TRAIN_DB:
+                # The beeps' bins sound again where a fourth beep would: tonal or not (clipped,
+                # or through a phone's gain control, a beep's first frames may not be), it is
+                # not the pause a T3 cycle needs.
+                self.candidate = None
+                return None
+        for o in onsets:
+            if soonest <= o.start < c.deadline and o.tone.same(last.tone):
+                if o.on_frames >= MIN_PULSE:
+                    self.candidate = None  # a fourth beep: a beep train
+                    return None
+                if frame - o.start < MIN_PULSE:
+                    return None  # wait: it may become one
+        if frame + 1 < c.deadline:
+            return None
+        shadow = self.shadow
+        if shadow is not None:
+            # A 520 Hz square wave's harmonics also beep here: that alarm is reported as lf520,
+            # once. Wait for the 520 Hz beeps' own verdict; report T3 only if they have none.
+            if shadow.candidate is not None and _coincide(shadow.candidate.pulses, c.pulses):
+                return None
+            if _coincide(shadow.reported, c.pulses):
+                self.candidate = None
+                return None
+        self.candidate = None
+        errors = [_error_pm(p, self.t.period_nominal_ms) for p in _periods(c.pulses)]
+        timing_pm = 1000 - sum(errors) // len(errors)
+        cycle = self._cycles.next(c.pulses[0].start, c.pulses[-1].start)
+        self.reported = c.pulses
+        return _detection(self.t.kind, c.pulses, frame, timing_pm, cycle)
+
+
+def _fullness(beep: _Pulse) -> tuple[int, float]:
+    """Tonal frames of its first 0.35 s, then its peak level."""
+    return beep.end - beep.start, beep.peak_db
+
+
+def _coincide(a: list[_Pulse], b: list[_Pulse]) -> bool:
+    """Whether two beep triples start together (within ``HARMONIC_SLACK`` frames each)."""
+    return len(a) == len(b) and all(
+        abs(p.start - q.start) <= HARMONIC_SLACK for p, q in zip(a, b, strict=True)
+    )
+
+
+def _loud(peak: _Pulse, chirps: list[_Pulse]) -> bool:
+    """Whether a peak on the chirps' tone is loud enough to be part of their sound (not a
+    reverberant tail's ripple)."""
+    return (
+        peak.tone.same(chirps[0].tone) and peak.peak_db >= max(q.peak_db for q in chirps) - QUIET_DB
+    )
+
+
+class _ChirpMatcher:
+    """Four chirps in T4 rhythm on one tone, with quiet before and after."""
+
+    def __init__(self, timing: ChirpTiming) -> None:
+        self.t = timing
+        self._ring: deque[_Pulse] = deque(maxlen=_CHIRP_RING)
+        self._candidate: _Candidate | None = None
+        self._cycles = _Cycles(timing.cycle_gap_max)
+
+    def peak(self, chirp: _Pulse) -> None:
+        """A peak of the tone's level ended (any width: a beep is a peak too)."""
+        t = self.t
+        if self._ring and self._ring[-1].tone.same(chirp.tone):
+            last = self._ring[-1]
+            if chirp.start - last.start < CHIRP_MERGE:
+                # One chirp, split by a notch of the room's interference: one peak.
+                self._ring.pop()
+                louder = chirp if chirp.peak_db > last.peak_db else last
+                chirp = _Pulse(last.start, chirp.end, louder.tone, louder.snr_db, louder.peak_db)
+        c = self._candidate
+        if c is not None and chirp.start >= c.pulses[-1].end + TAIL and _loud(chirp, c.pulses):
+            self._candidate = None  # no pause after the four chirps
+        earlier = _recent(self._ring, chirp.tone, t.chirps - 1)
+        self._ring.append(chirp)
+        if len(earlier) < t.chirps - 1:
+            return
+        chirps = [*earlier, chirp]
+        if any(not CHIRP_MIN_WIDTH <= q.end - q.start <= CHIRP_MAX_WIDTH for q in chirps):
+            return
+        if not _periods_fit(_periods(chirps), t.period_min, t.period_max, t.period_spread):
+            return
+        first = chirps[0].start
+        if any(first - t.quiet_before < q.start < first and _loud(q, chirps) for q in self._ring):
+            return
+        self._candidate = _Candidate(chirps, chirp.start + t.quiet_after)
+
+    def step(self, frame: int, rising: _Pulse | None) -> Detection | None:
+        """``rising``: a peak of the tone in progress, if any."""
+        c = self._candidate
+        if c is None or frame + 1 < c.deadline:
+            return None
+        if rising is not None and _loud(rising, c.pulses):
+            return None  # a peak on the tone is still rising: wait for it
+        self._candidate = None
+        errors = [_error_pm(p, self.t.period_nominal_ms) for p in _periods(c.pulses)]
+        timing_pm = 1000 - sum(errors) // len(errors)
+        cycle = self._cycles.next(c.pulses[0].start, c.pulses[-1].start)
+        return _detection(self.t.kind, c.pulses, frame, timing_pm, cycle)
+
+
+@dataclass(slots=True)
+class _Onset:
+    """A sharp rise of the tone, being watched to see whether it is a beep."""
+
+    start: int
+    tone: _Tone
+    peak_db: float
+    on_frames: int = 0
+    off_db: float = FLOOR_DB
+    snr_sum: float = 0.0
+    late_frames: int = 0
+
+
+class _Track:
+    """One tone: its noise floor, its beeps and (smoke/CO tone) its chirps."""
+
+    def __init__(
+        self, beeps: BeepTiming, chirps: ChirpTiming | None, shadow: _Track | None = None
+    ) -> None:
+        self._partials = chirps is not None
         self._floor = ON_MIN_DB
-        self._ref = ON_MIN_DB
+        self.beeps: _BeepMatcher = _BeepMatcher(beeps, None if shadow is None else shadow.beeps)
+        self._chirps = None if chirps is None else _ChirpMatcher(chirps)
+        self._history = [FLOOR_DB, FLOOR_DB]
+        """The tone's level one and two frames ago."""
 
-    def step(self, tone_db: float, band_db: float, ratio: float) -> tuple[bool, float]:
-        """Whether the tone is on in this frame, and its height above the noise floor (dB)."""
-        floor = self._floor
-        snr = tone_db - floor
-        candidate = tone_db >= ON_MIN_DB and snr >= ON_MARGIN_DB and ratio >= self._min_ratio
-        on = candidate and tone_db >= self._ref - REL_DB
-        self._ref = max(self._ref - REF_DECAY_DB, ON_MIN_DB)
-        if candidate:
-            self._ref = max(self._ref, tone_db)
-        self._floor = min(floor + FLOOR_RISE_DB, band_db)
-        return on, snr
+        self._onsets: list[_Onset] = []
+        # The tone's level peak (chirp) being followed.
+        self._rising = False
+        self._peak_db = FLOOR_DB
+        self._rise_at = 0
+        self._peak_tone = _Tone(0, 0)
+        self._peak_snr = 0.0
+        self._valley_db = FLOOR_DB
+        self._last_level = FLOOR_DB
+        self._steepest = 0.0
+        """The steepest one-frame rise since the valley: a chirp's time is where it rose."""
+
+    def step(self, frame: int, row: _Row, tri_db: npt.NDArray[np.float64]) -> list[Detection]:
+        """One frame: the tone's measures and every bin's level (``FrameFeatures.tri_db``)."""
+        db, search_db, ratio, tone = row
+        snr = db - self._floor
+        tonal = (
+            db >= ON_MIN_DB
+            and snr >= ON_MARGIN_DB
+            and ratio >= (HIGH_RATIO if self._partials else LOW_RATIO)
+        )
+        self._floor = min(self._floor + FLOOR_RISE_DB, search_db)
+        rise = db - self._history[1]
+        self._history = [db, self._history[0]]
+
+        for o in list(self._onsets):
+            k = frame - o.start
+            level = float(tri_db[o.tone.bin])
+            if k < ON_WINDOW:
+                if tonal and tone.same(o.tone):
+                    o.on_frames += 1
+                    o.late_frames += k >= LATE_START
+                    o.snr_sum += snr
+                    o.peak_db = max(o.peak_db, level)
+            elif k >= OFF_START:
+                o.off_db = max(o.off_db, level)
+                if k == OFF_END - 1:
+                    self._onsets.remove(o)
+                    if (
+                        o.on_frames >= ON_FRAMES
+                        and o.late_frames >= LATE_FRAMES
+                        and o.peak_db - o.off_db >= OFF_DB
+                    ):
+                        snr_mean = o.snr_sum / o.on_frames
+                        self.beeps.closed(
+                            _Pulse(o.start, o.start + o.on_frames, o.tone, snr_mean, o.peak_db)
+                        )
+        if (
+            tonal
+            and rise >= ONSET_DB
+            and len(self._onsets) < MAX_ONSETS
+            and not any(o.tone.same(tone) and frame - o.start < ATTACK for o in self._onsets)
+        ):
+            self._onsets.append(_Onset(frame, tone, db, 1, FLOOR_DB, snr))
+
+        found: list[Detection] = []
+        d = self.beeps.step(frame, self._onsets, tri_db)
+        if d is not None:
+            found.append(d)
+        if self._chirps is not None:
+            d = self._chirp_step(self._chirps, frame, search_db if tonal else FLOOR_DB, tone, snr)
+            if d is not None:
+                found.append(d)
+        return found
+
+    def _chirp_step(
+        self, m: _ChirpMatcher, frame: int, level: float, tone: _Tone, snr: float
+    ) -> Detection | None:
+        if self._rising:
+            if level > self._peak_db:
+                if level > self._peak_db + FLAT_DB:
+                    self._peak_tone = tone
+                self._peak_db, self._peak_snr = level, snr
+            elif level <= self._peak_db - DIP_DB:
+                m.peak(_Pulse(self._rise_at, frame, self._peak_tone, self._peak_snr, self._peak_db))
+                self._rising, self._valley_db = False, level
+                self._steepest, self._rise_at = 0.0, frame
+        else:
+            step = level - self._last_level
+            if level < self._valley_db:
+                self._valley_db, self._steepest, self._rise_at = level, 0.0, frame
+            elif step > self._steepest:
+                self._steepest, self._rise_at = step, frame
+            if level > FLOOR_DB and level >= self._valley_db + DIP_DB:
+                self._rising = True
+                self._peak_db, self._peak_tone, self._peak_snr = level, tone, snr
+        self._last_level = level
+        rising = None
+        if self._rising:
+            rising = _Pulse(self._rise_at, frame, self._peak_tone, 0.0, self._peak_db)
+        return m.step(frame, rising)
 
 
 class PatternDetector:
@@ -287,10 +580,8 @@ class PatternDetector:
     def __init__(self) -> None:
         self._pending = np.zeros(0, dtype=np.float64)
         self._frame = 0
-        self._high_gate = _ToneGate(HIGH_RATIO)
-        self._low_gate = _ToneGate(LOW_RATIO)
-        self._high = _ToneTrack((T3_TIMING, T4_TIMING))
-        self._low = _ToneTrack((LF520_TIMING,))
+        self._low = _Track(LF520_TIMING, None)
+        self._high = _Track(T3_TIMING, T4_TIMING, self._low)
 
     @property
     def samples_seen(self) -> int:
@@ -305,25 +596,26 @@ class PatternDetector:
         self._pending = x[whole:].copy()
         if whole == 0:
             return []
-        return self._frames(analyse_frames(x[:whole]))
-
-    def _frames(self, f: FrameFeatures) -> list[Detection]:
+        f = analyse_frames(x[:whole])
+        high = _rows(f.high, f.high.ratio, MAX_BIN_SPREAD)
+        low = _rows(f.low, f.low.main_ratio, LOW_BIN_SPREAD)
         found: list[Detection] = []
-        rows = zip(
-            f.high_db.tolist(),
-            f.high_band_db.tolist(),
-            f.high_ratio.tolist(),
-            f.high_bin.tolist(),
-            f.low_db.tolist(),
-            f.low_band_db.tolist(),
-            f.low_ratio.tolist(),
-            f.low_bin.tolist(),
-            strict=True,
-        )
-        for high_db, high_band, high_ratio, high_bin, low_db, low_band, low_ratio, low_bin in rows:
-            on, snr = self._high_gate.step(high_db, high_band, high_ratio)
-            found += self._high.step(self._frame, on, high_bin, snr)
-            on, snr = self._low_gate.step(low_db, low_band, low_ratio)
-            found += self._low.step(self._frame, on, low_bin, snr)
+        for i, (h, lo) in enumerate(zip(high, low, strict=True)):
+            found += self._high.step(self._frame, h, f.tri_db[i])
+            found += self._low.step(self._frame, lo, f.tri_db[i])
             self._frame += 1
         return found
+
+
+def _rows(t: ToneFeatures, ratios: npt.NDArray[np.float64], spread: int) -> list[_Row]:
+    return [
+        (db, search, ratio, _Tone(b, alt, spread))
+        for db, search, ratio, b, alt in zip(
+            t.db.tolist(),
+            t.search_db.tolist(),
+            ratios.tolist(),
+            t.bin.tolist(),
+            t.alt_bin.tolist(),
+            strict=True,
+        )
+    ]

@@ -27,6 +27,7 @@ from edge.dsp.patterns import Detection, DetectorKind
 from edge.dsp.protocol import Detection as WireDetection
 from tests.dsp.devaudio import DEV_AUDIO, mixtures
 from tests.firmware.conftest import FIRMWARE, parse_all
+from tests.support import alarms
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
@@ -97,6 +98,8 @@ def _audio() -> list[Int16Array]:
         mixes = mixtures()
         picks = rng.choice(len(mixes), size=min(24, len(mixes)), replace=False)
         out += [mixes[int(i)].audio for i in picks]
+        # Realistic recordings: rooms, a phone's AGC and clipping, fragments, beepers.
+        out += [r.audio for r in alarms.subset()[::3]]
     return out
 
 

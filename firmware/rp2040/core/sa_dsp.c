@@ -1,5 +1,6 @@
 #include "sa_dsp.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "sa_fft.h"
@@ -42,6 +43,39 @@ static uint64_t sum_power(const uint32_t *power, uint32_t lo, uint32_t hi)
     return s;
 }
 
+/* The strongest local maximum (>= both neighbours, > 0) of power[lo..hi) more than
+ * SA_PARTIAL_EXCLUDE bins from `a` and from `b` (0: no such bin); 0 if there is none. */
+static uint32_t partial(const uint32_t *power, uint32_t lo, uint32_t hi, uint32_t a, uint32_t b)
+{
+    uint32_t best = 0;
+    uint32_t best_power = 0;
+    for (uint32_t k = lo; k < hi && k < SA_FRAME_SAMPLES / 2; k++) {
+        uint32_t da = k > a ? k - a : a - k;
+        uint32_t db = k > b ? k - b : b - k;
+        if (da <= SA_PARTIAL_EXCLUDE || (b != 0 && db <= SA_PARTIAL_EXCLUDE)) {
+            continue;
+        }
+        if (power[k] > best_power && power[k] >= power[k - 1] && power[k] >= power[k + 1]) {
+            best = k;
+            best_power = power[k];
+        }
+    }
+    return best;
+}
+
+static uint64_t tri(const uint32_t *power, uint32_t k)
+{
+    return (uint64_t)power[k - 1] + power[k] + power[k + 1];
+}
+
+static uint16_t share_pm(uint64_t part, uint64_t whole)
+{
+    if (whole == 0) {
+        return 0;
+    }
+    return (uint16_t)((part > whole ? whole : part) * 1000u / whole);
+}
+
 static void tone(const uint32_t *power, uint32_t lo, uint32_t hi, uint32_t ctx_lo,
                  uint32_t ctx_hi, int shift, sa_tone_t *out)
 {
@@ -51,11 +85,38 @@ static void tone(const uint32_t *power, uint32_t lo, uint32_t hi, uint32_t ctx_l
             peak = k;
         }
     }
-    uint64_t t = (uint64_t)power[peak - 1] + power[peak] + power[peak + 1];
+    uint64_t t = tri(power, peak);
     uint64_t ctx = sum_power(power, ctx_lo, ctx_hi);
+    /* A tone outside the search band leaks into its edge bin, which is then no peak of its
+     * own: its partials (the tone itself among them) do not count. */
+    bool own = power[peak] >= power[peak - 1] && power[peak] >= power[peak + 1];
+    uint32_t alt = own ? partial(power, ctx_lo, ctx_hi, peak, 0) : 0;
+    uint64_t with = t;
+    uint32_t named = 0;
+    if (alt != 0) {
+        uint64_t a = tri(power, alt);
+        with += a;
+        /* Only a partial within 20 dB of the tone names it (a pure tone's is the noise's). */
+        named = a * SA_PARTIAL_NAMES >= t ? alt : 0;
+        uint32_t second = partial(power, ctx_lo, ctx_hi, peak, alt);
+        if (second != 0) {
+            with += tri(power, second);
+        }
+    }
     out->bin = (uint8_t)peak;
+    out->alt = (uint8_t)named;
     out->cdb = spectrum_cdb(2 * t, shift);
-    out->ratio_pm = ctx == 0 ? 0 : (uint16_t)((t * 1000u) / ctx);
+    out->search_cdb = spectrum_cdb(2 * sum_power(power, lo, hi), shift);
+    out->main_pm = share_pm(t, ctx);
+    out->ratio_pm = share_pm(with, ctx);
+}
+
+int32_t sa_features_tri_cdb(const sa_features_t *f, uint32_t bin)
+{
+    if (bin == 0 || bin >= SA_FRAME_SAMPLES / 2) {
+        return SA_FLOOR_CDB;
+    }
+    return spectrum_cdb(2 * tri(f->power, bin), f->shift);
 }
 
 void sa_dsp_init(sa_dsp_t *dsp)
@@ -98,6 +159,8 @@ void sa_dsp_frame(sa_dsp_t *dsp, const int16_t x[SA_FRAME_SAMPLES], sa_features_
     for (uint32_t k = 0; k <= SA_FRAME_SAMPLES / 2; k++) {
         dsp->power[k] = (uint32_t)(dsp->re[k] * dsp->re[k] + dsp->im[k] * dsp->im[k]);
     }
+    memcpy(out->power, dsp->power, sizeof out->power);
+    out->shift = shift;
 
     for (int b = 0; b < SA_N_BANDS; b++) {
         uint32_t lo = sa_band_bins[b][0];
