@@ -157,7 +157,8 @@ class AclFile:
         return self.path.read_text(encoding="utf-8") if self.path.exists() else ""
 
     def blocks(self) -> list[str]:
-        return re.findall(r"^# >>> soundalert (\S+)$", self._text(), flags=re.MULTILINE)
+        """The managed blocks' names, such as ``service aggregator`` or ``node home/hall``."""
+        return re.findall(r"^# >>> soundalert (.+?)\s*$", self._text(), flags=re.MULTILINE)
 
     def set_block(self, name: str, lines: list[str]) -> None:
         begin, end = self._markers(name)
@@ -274,9 +275,7 @@ def list_logins(config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     for user in PasswordFile(config_dir / "passwd").users():
         site, _, node = user.partition(".")
         kind = f"node {site}/{node}" if node else f"service {user}"
-        typer.echo(
-            f"{user:<32} {kind}{'' if kind.rsplit(maxsplit=1)[-1] in acl else ' (no ACL block)'}"
-        )
+        typer.echo(f"{user:<32} {kind}{'' if kind in acl else ' (no ACL block)'}")
 
 
 @node_app.command("init")
