@@ -60,6 +60,13 @@ def _print_alert(alert: Alert) -> None:
     typer.secho(describe_alert(alert), fg=colour, bold=alert.priority == "critical")
 
 
+_KEPT = "Default: the one used last time (kept in the state directory), first"
+
+
+def _say(line: str) -> None:
+    typer.secho(line, bold=line.endswith(" is running"))
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -104,15 +111,27 @@ def up(
     ] = None,
     state: StateOpt = None,
     policy: PolicyOpt = None,
-    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="Embedded broker port.")] = 1883,
+    mqtt_port: Annotated[
+        int | None, typer.Option("--mqtt-port", help=f"Embedded broker port. {_KEPT} 1883.")
+    ] = None,
     ws_port: Annotated[
-        int, typer.Option("--ws-port", help="Embedded broker websockets port.")
-    ] = 9001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port", help="/metrics port.")] = 9108,
-    web_port: Annotated[int, typer.Option("--web-port", help="Alert display port.")] = 8080,
+        int | None,
+        typer.Option("--ws-port", help=f"Embedded broker websockets port. {_KEPT} 9001."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help=f"/metrics port. {_KEPT} 9108.")
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help=f"Alert display port. {_KEPT} 8080.")
+    ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="SOUNDALERT_TOKEN", help="Display token (default: new)."),
+        typer.Option(
+            "--token",
+            envvar="SOUNDALERT_TOKEN",
+            help="Display token (default: the one kept in the state directory, made "
+            "on the first run).",
+        ),
     ] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Add a node that replays a generated smoke alarm.")
@@ -129,9 +148,8 @@ def up(
         policy=policy, mqtt_port=mqtt_port, ws_port=ws_port, metrics_port=metrics_port,
         web_port=web_port, token=token, demo=demo,
     )  # fmt: skip
-    typer.secho(f"soundalert {__version__} is running", bold=True)
     try:
-        asyncio.run(run_stack(options, typer.echo, _print_alert))
+        asyncio.run(run_stack(options, _say, _print_alert))
     except* (ConfigError, ValueError, OSError) as group:
         raise fail("; ".join(str(exc) for exc in group.exceptions)) from None
 
