@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -226,3 +227,16 @@ async def test_up_keeps_its_ports_and_token_across_restarts(tmp_path: Path) -> N
     finally:
         for sock in lingering:
             sock.close()
+
+
+def test_up_with_a_config_typo_says_so_before_any_banner(tmp_path: Path) -> None:
+    config = tmp_path / "soundalert.yaml"
+    config.write_text("brokr: mqtt://127.0.0.1:1883\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "soundalert", "up", "--config", str(config),
+         "--state", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    assert "is running" not in result.stdout + result.stderr
+    assert "brokr" in result.stderr, result.stderr
