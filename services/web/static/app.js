@@ -3,7 +3,7 @@ import { icon } from './icons.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const NAME_KEY = 'soundalert.name';
-const INFORMATIONAL = new Set(['node_online']);
+const INFORMATIONAL = new Set(['node_online', 'node_stopped']);
 const PRIORITY_RANK = { critical: 0, high: 1, normal: 2 };
 const PRIORITY_WORD = { critical: 'Critical', high: 'Important', normal: 'Notice' };
 // Longer and more insistent as the priority rises (milliseconds on, off, on, ...).
