@@ -112,6 +112,7 @@ def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
         "last_heard": iso(entry.last_heard),
         "heartbeat_s": status.heartbeat_s,
         "software": status.software,
+        "capabilities": status.capabilities,
         "mic_dbfs": mic_level(status),
         "stats": status.stats,
         "clock_offset_s": None if offset is None else round(offset, 1),
