@@ -113,12 +113,15 @@ async def run_stack(
                           agent_broker_ws=ws),
             handle_signals=False,
         )  # fmt: skip
-        notifier = NotifierService(
-            load_settings(NotifierSettings, options.notifier_config, broker=url,
-                          state_dir=state_dir, policy_file=options.policy,
-                          client_id="soundalert-notifier"),
-            handle_signals=False,
+        notifier_settings = load_settings(
+            NotifierSettings, options.notifier_config, broker=url, state_dir=state_dir,
+            policy_file=options.policy, client_id="soundalert-notifier",
         )  # fmt: skip
+        if notifier_settings.display_url is None:  # messages link to this display
+            notifier_settings = notifier_settings.model_copy(
+                update={"display_url": f"http://{_LOCAL}:{web_port}/"}
+            )
+        notifier = NotifierService(notifier_settings, handle_signals=False)
         say(f"soundalert {__version__} is running")
         for note in notes:
             say(f"note: {note}")

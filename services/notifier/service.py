@@ -35,7 +35,7 @@ from services.notifier.channels import (
     WebhookSender,
 )
 from services.notifier.config import AppriseChannel, MqttChannel, NotifierSettings
-from services.notifier.core import Decision, NotifierCore
+from services.notifier.core import Decision, Delivery, NotifierCore, recipient_key
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.store import Store
 from soundalert import __version__
@@ -80,18 +80,27 @@ class NotifierService:
         self._stop = asyncio.Event()
         self._announced: set[tuple[str, str]] = set()
         self.workers: dict[str, ChannelWorker] = {}
+        self._recipients: dict[str, int] = {}
+        """Apprise channels of several URLs: how many (each URL is its own delivery)."""
         for site, cfg in settings.sites.items():
             for name, channel in cfg.channels.items():
-                sender: Sender
+                senders: dict[str, Sender] = {}
                 if isinstance(channel, AppriseChannel):
-                    sender = AppriseSender(f"{site}/{name}", channel, cfg.zone())
+                    many = len(channel.urls) > 1
+                    if many:
+                        self._recipients[recipient_key(site, name)] = len(channel.urls)
+                    for number in range(1, len(channel.urls) + 1):
+                        key = recipient_key(site, name, number if many else 0)
+                        senders[key] = AppriseSender(f"{site}/{name}", channel, cfg.zone(),
+                                                     number=number,
+                                                     display_url=settings.display_url)  # fmt: skip
                 elif isinstance(channel, MqttChannel):
-                    sender = MqttSender(channel, lambda: self._client)
+                    senders[recipient_key(site, name)] = MqttSender(channel, lambda: self._client)
                 else:
-                    sender = WebhookSender(channel, self._session)
-                key = f"{site}/{name}"
-                self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
-                                                  self._settled)  # fmt: skip
+                    senders[recipient_key(site, name)] = WebhookSender(channel, self._session)
+                for key, sender in senders.items():
+                    self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
+                                                      self._settled)  # fmt: skip
         self.store, _ = open_state(Store, settings.database, self.metrics)
         self._handle_signals = handle_signals
 
@@ -123,6 +132,14 @@ class NotifierService:
             self._http = aiohttp.ClientSession()
             try:
                 for queued in self.store.queued():  # undelivered before a restart
+                    if queued.delivery.channel_key in self._recipients:
+                        # Queued for a whole channel of several URLs: one per URL now.
+                        for one in self._per_recipient([queued.delivery]):
+                            self.workers[one.channel_key].put(
+                                self.store.enqueue(one, queued.queued_at), one, queued.queued_at
+                            )
+                        self.store.done(queued.id)
+                        continue
                     worker = self.workers.get(queued.delivery.channel_key)
                     if worker is None:
                         log.warning("dropping a queued notification for %s: no such channel now",
@@ -251,12 +268,20 @@ class NotifierService:
             if decision.kind == "escalation":
                 self.metrics.escalations.labels(decision.track.category).inc()
             queued += [(self.store.enqueue(delivery, now), delivery)
-                       for delivery in decision.deliveries
+                       for delivery in self._per_recipient(decision.deliveries)
                        if delivery.channel_key in self.workers]  # fmt: skip
         # Sent even when the disk cannot keep the outbox: a smoke alarm must go out.
         save_state(self.store.commit, self.metrics)
         for outbox_id, delivery in queued:
             self.workers[delivery.channel_key].put(outbox_id, delivery, now)
+
+    def _per_recipient(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """One delivery per URL of a channel of several (own retries, own state)."""
+        out: list[Delivery] = []
+        for delivery in deliveries:
+            count = self._recipients.get(delivery.channel_key, 0)
+            out += [delivery.to(n) for n in range(1, count + 1)] if count else [delivery]
+        return out
 
     # -- Home Assistant ----------------------------------------------------------------------
     async def _announce_sites(self, client: aiomqtt.Client, sites: Iterable[str]) -> None:

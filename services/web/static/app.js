@@ -27,6 +27,7 @@ const state = {
   index: 0,
   source: null,
   retry: 0,
+  focus: null, // an alert opened from a notification's link (#alert=ID)
 };
 
 // -- helpers ---------------------------------------------------------------------------------
@@ -160,11 +161,34 @@ function render({ fromSnapshot }) {
       state.index = 0; // the newest, most urgent alert comes to the front
     }
   }
+  openLinked(urgent);
   renderAlert(urgent);
   renderQuiet();
   renderHistory();
   renderNodes();
   renderServices();
+}
+
+// A notification's link (#alert=ID) opens that alert: in front when it still needs
+// attention, else its line in the history.
+function takeLinkedAlert() {
+  const match = /^#alert=(.+)$/.exec(location.hash);
+  if (!match) return;
+  state.focus = decodeURIComponent(match[1]);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+function openLinked(urgent) {
+  if (!state.focus || !state.alerts.has(state.focus)) return;
+  const at = urgent.findIndex((r) => r.alert.alert_id === state.focus);
+  if (at >= 0) { state.index = at; state.shownId = null; }
+  else {
+    requestAnimationFrame(() => {
+      const li = document.querySelector(`#history [data-alert-id="${CSS.escape(state.focus || '')}"]`);
+      if (li) { li.classList.add('linked'); li.scrollIntoView({ block: 'center' }); }
+    });
+  }
+  setTimeout(() => { state.focus = null; }, 0);
 }
 
 function announce(record, { notify }) {
@@ -432,6 +456,8 @@ function wire() {
 
 async function start() {
   takeTokenFromUrl();
+  takeLinkedAlert();
+  window.addEventListener('hashchange', () => { takeLinkedAlert(); render({ fromSnapshot: true }); });
   wire();
   renderNotifyButton();
   if (!state.token) { askForToken(false); setLive(false, 'No access token'); return; }
