@@ -91,6 +91,10 @@ def _service_acls(root: str) -> dict[str, list[str]]:
         "notifier": [
             f"topic read {root}/+/alerts",
             f"topic read {status}",
+            "# Home Assistant: entity states, nodes known by their delivery acks, the button",
+            f"topic read {root}/+/alerts/+/state",
+            f"topic read {root}/+/+/ack",
+            f"topic write {root}/+/feedback",
             f"topic readwrite {root}/_services/notifier/status",
             "topic readwrite homeassistant/#",
             "# MQTT actions (lights, strobes, bed shakers): add the topics your config uses.",

@@ -22,11 +22,13 @@ from collections.abc import Iterable
 import aiohttp
 import aiomqtt
 
+from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
-from schemas.messages import Alert, NodeState
+from schemas.messages import Alert, CategoryState, DeliveryAck, NodeState, NodeStatus
 from schemas.topics import ParsedTopic, Topics
 from services.aggregator.policy import Policy, load_policy
-from services.homeassistant.discovery import Discovery
+from services.homeassistant.discovery import PRESS, Discovery
+from services.homeassistant.state import HaState
 from services.notifier.channels import (
     AppriseSender,
     ChannelWorker,
@@ -59,6 +61,8 @@ _TRUNCATE = 200
 _PRUNE_EVERY_S = 3600.0
 _DRAIN_S = 3.0
 NODE_OFFLINE = "node_offline"
+STORAGE_TROUBLE = "storage_trouble"
+_HA_SETTLE_S = 1.0
 
 
 class NotifierService:
@@ -79,6 +83,11 @@ class NotifierService:
         self._http: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._announced: set[tuple[str, str]] = set()
+        self.ha = HaState()
+        self._ha_published: dict[tuple[str, str], bytes] = {}
+        self._ha_from = float("inf")
+        """Monotonic time from which entity states are published: a moment after subscribing,
+        so retained category states and statuses are in before the first OFF goes out."""
         self.workers: dict[str, ChannelWorker] = {}
         self._recipients: dict[str, int] = {}
         """Apprise channels of several URLs: how many (each URL is its own delivery)."""
@@ -184,7 +193,15 @@ class NotifierService:
         try:
             filters = [(self.topics.all_alerts, 1), (self.topics.all_status, 1)]
             if ha.enabled:
-                filters.append((f"{ha.prefix}/status", 1))
+                root = self.topics.root
+                filters += [
+                    (f"{ha.prefix}/status", 1),
+                    (f"{root}/+/alerts/+/state", 1),
+                    (f"{root}/+/+/ack", 1),
+                    (self.discovery.command_topic("+"), 1),
+                ]
+            self._ha_published.clear()
+            self._ha_from = time.monotonic() + _HA_SETTLE_S
             await client.subscribe(filters)
             async with announced(client, status_topic, self._status,
                                  self.settings.status_heartbeat_s):  # fmt: skip
@@ -210,9 +227,13 @@ class NotifierService:
                     again = {site for site, _ in self._announced}
                     nodes = [key for key in self._announced if key[1]]
                     self._announced.clear()
+                    self._ha_published.clear()
                     await self._announce_sites(client, again)
                     for site, node in nodes:
                         await self._announce_node(client, site, node)
+                return
+            if ha.enabled and (pressed := self._pressed(topic)) is not None:
+                await self._acknowledge(client, pressed, payload)
                 return
             parsed = self._parse(topic)
             if parsed.kind == "alerts":
@@ -220,8 +241,18 @@ class NotifierService:
                 self._on_alert(alert)
                 await self._announce_sites(client, [alert.site])
             elif parsed.kind == "status" and parsed.node is not None and ha.enabled:
+                status = decode(NodeStatus, payload, parsed)
+                self.ha.node_status(status, time.time(), retained=message.retain)
                 await self._announce_sites(client, [parsed.site])
                 await self._announce_node(client, parsed.site, parsed.node)
+            elif parsed.kind == "ack" and parsed.node is not None and ha.enabled:
+                # A node the aggregator stores events of, status or not: it gets an entity.
+                self.ha.node_ack(decode(DeliveryAck, payload, parsed))
+                await self._announce_sites(client, [parsed.site])
+                await self._announce_node(client, parsed.site, parsed.node)
+            elif parsed.kind == "alert_state" and ha.enabled:
+                self.ha.category_state(_category_state(payload, parsed))
+                await self._announce_sites(client, [parsed.site])
         except Rejected as rejected:
             self.metrics.rejected.labels(rejected.reason.value).inc()
             log.warning("rejected message on %s (%s): %s; payload %r", topic,
@@ -290,15 +321,63 @@ class NotifierService:
         for site in sites:
             if (site, "") in self._announced:
                 continue
-            categories = [(name, cat.title) for name, cat in self.policy.categories.items()
-                          if cat.enabled]  # fmt: skip
-            categories.append((NODE_OFFLINE, "Sensor stopped listening"))
-            for category, title in categories:
+            categories = self._ha_categories()
+            for category, title in categories.items():
                 topic, config = self.discovery.category(site, category, title)
                 await client.publish(topic, _json(config), qos=1, retain=True)
+            topic, config = self.discovery.button(site)
+            await client.publish(topic, _json(config), qos=1, retain=True)
             self._announced.add((site, ""))
             log.info("announced %d categories of site %s to Home Assistant", len(categories),
                      site)  # fmt: skip
+
+    def _ha_categories(self) -> dict[str, str]:
+        """The categories with an entity: the policy's, and soundalert's own trouble."""
+        out = {name: cat.title for name, cat in self.policy.categories.items() if cat.enabled}
+        out[NODE_OFFLINE] = "Sensor stopped listening"
+        out[STORAGE_TROUBLE] = "soundalert cannot save its state"
+        return out
+
+    def _pressed(self, topic: str) -> str | None:
+        """The site whose acknowledge button published on ``topic``, if it is one."""
+        head, _, site = topic.rpartition("/")  # <prefix>/<instance>/<site>/acknowledge
+        if site != "acknowledge":
+            return None
+        prefix, _, name = head.rpartition("/")
+        if prefix != self.discovery.command_topic("x").rsplit("/", 2)[0]:
+            return None
+        return name if (name, "") in self._announced else None
+
+    async def _acknowledge(self, client: aiomqtt.Client, site: str, payload: bytes) -> None:
+        """The acknowledge button in Home Assistant: every alert of the site that needs
+        attention is acknowledged, by "Home Assistant" (the aggregator then says so)."""
+        if payload.strip() != PRESS.encode():
+            raise Rejected(Reason.SCHEMA_VIOLATION, f"the acknowledge button sent {payload[:40]!r}")
+        feedbacks = self.ha.acknowledge(site, utc_now())
+        for feedback in feedbacks:
+            await client.publish(self.topics.feedback(site), feedback.to_json(), qos=1)
+        log.info("Home Assistant acknowledged %d alert(s) at %s: %s", len(feedbacks), site,
+                 ", ".join(f.alert_id for f in feedbacks) or "none needed it")  # fmt: skip
+
+    async def _publish_ha_states(self) -> None:
+        """Publish each entity's state that changed (retained; the first time: every one)."""
+        client = self._client
+        if client is None or time.monotonic() < self._ha_from:
+            return
+        now = time.time()
+        wanted: dict[tuple[str, str], dict[str, object]] = {}
+        for site, node in self._announced:
+            if node:
+                wanted[(site, f"node_{node}")] = self.ha.node_payload(site, node, now)
+            else:
+                for category in self._ha_categories():
+                    wanted[(site, f"alert_{category}")] = self.ha.category_payload(site, category)
+        for (site, object_id), state in wanted.items():
+            data = _json(state)
+            if self._ha_published.get((site, object_id)) != data:
+                await client.publish(self.discovery.state_topic(site, object_id), data, qos=1,
+                                     retain=True)  # fmt: skip
+                self._ha_published[(site, object_id)] = data
 
     async def _announce_node(self, client: aiomqtt.Client, site: str, node: str) -> None:
         if (site, node) in self._announced:
@@ -315,11 +394,21 @@ class NotifierService:
             now = time.time()
             try:
                 self._commit(self.core.due(self.store.escalating(), self._snoozes(now), now), now)
+                if self.settings.homeassistant.enabled:
+                    with contextlib.suppress(aiomqtt.MqttError):  # published again next tick
+                        await self._publish_ha_states()
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     last_prune = time.monotonic()
                     self.store.prune(now)
             except Exception:  # a bug in one duty must not stop escalation for good
                 log.exception("escalation tick failed")
+
+
+def _category_state(payload: bytes, parsed: ParsedTopic) -> CategoryState:
+    state = decode(CategoryState, payload, parsed)
+    if (state.site, state.category) != (parsed.site, parsed.category):
+        raise Rejected(Reason.TOPIC_MISMATCH, f"payload {state.site}/{state.category}")
+    return state
 
 
 def _json(config: dict[str, object]) -> bytes:
