@@ -83,6 +83,9 @@ class NotifierService:
         self._http: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._announced: set[tuple[str, str]] = set()
+        """(site, "") and (site, node) whose discovery configs are published."""
+        self._ha_wanted: set[tuple[str, str]] = set()
+        """The same, to announce: configs go out once the entity's state is published."""
         self.ha = HaState()
         self._ha_published: dict[tuple[str, str], bytes] = {}
         self._ha_from = float("inf")
@@ -208,7 +211,7 @@ class NotifierService:
                 self._client = client
                 self.metrics.mqtt_connected.set(1)
                 self._announced.clear()
-                await self._announce_sites(client, ha.sites + list(self.settings.sites))
+                self._want_sites(ha.sites + list(self.settings.sites))
                 async for message in client.messages:
                     await self._handle(client, message)
                     ack(client, message)
@@ -224,13 +227,9 @@ class NotifierService:
             ha = self.settings.homeassistant
             if ha.enabled and topic == f"{ha.prefix}/status":
                 if payload.strip() == b"online":  # Home Assistant restarted: announce again
-                    again = {site for site, _ in self._announced}
-                    nodes = [key for key in self._announced if key[1]]
                     self._announced.clear()
                     self._ha_published.clear()
-                    await self._announce_sites(client, again)
-                    for site, node in nodes:
-                        await self._announce_node(client, site, node)
+                    await self._publish_ha()
                 return
             if ha.enabled and (pressed := self._pressed(topic)) is not None:
                 await self._acknowledge(client, pressed, payload)
@@ -239,20 +238,21 @@ class NotifierService:
             if parsed.kind == "alerts":
                 alert = decode(Alert, payload, parsed)
                 self._on_alert(alert)
-                await self._announce_sites(client, [alert.site])
+                self._want_sites([alert.site])
             elif parsed.kind == "status" and parsed.node is not None and ha.enabled:
                 status = decode(NodeStatus, payload, parsed)
                 self.ha.node_status(status, time.time(), retained=message.retain)
-                await self._announce_sites(client, [parsed.site])
-                await self._announce_node(client, parsed.site, parsed.node)
+                self._want_sites([parsed.site], node=parsed.node)
             elif parsed.kind == "ack" and parsed.node is not None and ha.enabled:
                 # A node the aggregator stores events of, status or not: it gets an entity.
                 self.ha.node_ack(decode(DeliveryAck, payload, parsed))
-                await self._announce_sites(client, [parsed.site])
-                await self._announce_node(client, parsed.site, parsed.node)
+                self._want_sites([parsed.site], node=parsed.node)
             elif parsed.kind == "alert_state" and ha.enabled:
                 self.ha.category_state(_category_state(payload, parsed))
-                await self._announce_sites(client, [parsed.site])
+                self._want_sites([parsed.site])
+            else:
+                return
+            await self._publish_ha()
         except Rejected as rejected:
             self.metrics.rejected.labels(rejected.reason.value).inc()
             log.warning("rejected message on %s (%s): %s; payload %r", topic,
@@ -315,21 +315,14 @@ class NotifierService:
         return out
 
     # -- Home Assistant ----------------------------------------------------------------------
-    async def _announce_sites(self, client: aiomqtt.Client, sites: Iterable[str]) -> None:
+    def _want_sites(self, sites: Iterable[str], *, node: str | None = None) -> None:
+        """Give these sites (and ``node`` of them) entities in Home Assistant."""
         if not self.settings.homeassistant.enabled:
             return
         for site in sites:
-            if (site, "") in self._announced:
-                continue
-            categories = self._ha_categories()
-            for category, title in categories.items():
-                topic, config = self.discovery.category(site, category, title)
-                await client.publish(topic, _json(config), qos=1, retain=True)
-            topic, config = self.discovery.button(site)
-            await client.publish(topic, _json(config), qos=1, retain=True)
-            self._announced.add((site, ""))
-            log.info("announced %d categories of site %s to Home Assistant", len(categories),
-                     site)  # fmt: skip
+            self._ha_wanted.add((site, ""))
+            if node is not None:
+                self._ha_wanted.add((site, node))
 
     def _ha_categories(self) -> dict[str, str]:
         """The categories with an entity: the policy's, and soundalert's own trouble."""
@@ -359,14 +352,17 @@ class NotifierService:
         log.info("Home Assistant acknowledged %d alert(s) at %s: %s", len(feedbacks), site,
                  ", ".join(f.alert_id for f in feedbacks) or "none needed it")  # fmt: skip
 
-    async def _publish_ha_states(self) -> None:
-        """Publish each entity's state that changed (retained; the first time: every one)."""
+    async def _publish_ha(self) -> None:
+        """Publish each entity's state that changed (retained), then the discovery configs
+        not yet published: an entity is discovered with its state already there, so it is
+        never ``unknown``. Nothing goes out in the first moment after subscribing, while the
+        retained category states and statuses come in."""
         client = self._client
         if client is None or time.monotonic() < self._ha_from:
             return
         now = time.time()
         wanted: dict[tuple[str, str], dict[str, object]] = {}
-        for site, node in self._announced:
+        for site, node in self._ha_wanted:
             if node:
                 wanted[(site, f"node_{node}")] = self.ha.node_payload(site, node, now)
             else:
@@ -378,13 +374,17 @@ class NotifierService:
                 await client.publish(self.discovery.state_topic(site, object_id), data, qos=1,
                                      retain=True)  # fmt: skip
                 self._ha_published[(site, object_id)] = data
-
-    async def _announce_node(self, client: aiomqtt.Client, site: str, node: str) -> None:
-        if (site, node) in self._announced:
-            return
-        topic, config = self.discovery.node(site, node)
-        await client.publish(topic, _json(config), qos=1, retain=True)
-        self._announced.add((site, node))
+        for site, node in sorted(self._ha_wanted - self._announced):
+            configs = [self.discovery.node(site, node)] if node else [
+                *(self.discovery.category(site, category, title)
+                  for category, title in self._ha_categories().items()),
+                self.discovery.button(site),
+            ]  # fmt: skip
+            for topic, config in configs:
+                await client.publish(topic, _json(config), qos=1, retain=True)
+            self._announced.add((site, node))
+            log.info("announced %s to Home Assistant", f"node {site}/{node}" if node
+                     else f"site {site}: {len(configs) - 1} categories and its button")  # fmt: skip
 
     # -- time --------------------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -396,7 +396,7 @@ class NotifierService:
                 self._commit(self.core.due(self.store.escalating(), self._snoozes(now), now), now)
                 if self.settings.homeassistant.enabled:
                     with contextlib.suppress(aiomqtt.MqttError):  # published again next tick
-                        await self._publish_ha_states()
+                        await self._publish_ha()
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     last_prune = time.monotonic()
                     self.store.prune(now)
