@@ -37,20 +37,23 @@ log = logging.getLogger("soundalert")
 
 
 def describe_alert(alert: Alert) -> str:
-    """One terminal line for an alert state change."""
-    when = alert.raised_at.astimezone().strftime("%H:%M:%S")
+    """One terminal line for an alert state change, stamped with when it changed (a raised
+    alert: when it was heard)."""
+    when = (alert.raised_at if alert.state == "raised" else alert.published_at).astimezone()
     title = alert.title or alert.category
-    parts = [f"[{when}] {alert.state.upper():<12} {title} ({alert.priority})"]
-    if alert.location:
+    parts = [f"[{when:%H:%M:%S}] {alert.state.upper():<12} {title} ({alert.priority})"]
+    if alert.location and alert.location.lower() not in title.lower():
         parts.append(f"at {alert.location}")
     parts.append(f"site {alert.site}")
+    if alert.state != "raised":
+        parts.append(f"- raised {alert.raised_at.astimezone():%H:%M:%S}")
+    if alert.by and alert.state in {"acknowledged", "false_alarm"}:
+        parts.append(f"by {alert.by}")
     if alert.reason:
         parts.append(f"- {alert.reason}")
-    elif alert.state in {"raised", "updated"}:
-        parts.append(f"- confidence {alert.confidence:.2f}")
-    if alert.delay_s:
+    if alert.delay_s and alert.state == "raised":
         parts.append(f"- heard {alert.delay_s:.0f} s before this message")
-    if alert.repeat:
+    if alert.repeat and alert.state == "updated" and alert.by is None:
         parts.append(f"- reminder {alert.repeat}, not yet acknowledged")
     return " ".join(parts)
 
