@@ -163,7 +163,7 @@ async def _run(
         say(f"  state         : {settings.state_dir}")
         if options.demo:
             demo = await _start_demo(broker_url, settings.state_dir, settings.topic_root)
-            say("  demo node     : 'demo' replays a generated smoke alarm (alert in ~8 s)")
+            say("  demo node     : 'demo' replays a generated smoke alarm (alert in ~10 s)")
         say("Alerts appear below. Ctrl-C to stop.")
         await stop.wait()
         say("stopping...")
