@@ -15,6 +15,6 @@ __all__ = ["screenshot_dir"]
 def screenshot_dir(tmp_path: Path) -> Path:
     """``$SOUNDALERT_SCREENSHOTS`` when set, else ``tmp_path/screenshots``."""
     wanted = os.environ.get("SOUNDALERT_SCREENSHOTS")
-    directory = Path(wanted) if wanted else tmp_path / "screenshots"
+    directory = (Path(wanted) if wanted else tmp_path / "screenshots").resolve()
     directory.mkdir(parents=True, exist_ok=True)
     return directory
