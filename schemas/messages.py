@@ -22,6 +22,7 @@ from schemas.common import (
 )
 
 __all__ = [
+    "TRANSIENT",
     "Alert",
     "AlertNode",
     "AlertState",
@@ -36,6 +37,10 @@ __all__ = [
     "Source",
     "Verdict",
 ]
+
+TRANSIENT = "transient"
+"""A ``NodeStatus`` capability: the node replays a recording and ends by itself (its end is
+no news: it is not supervised)."""
 
 Score = Annotated[float, Field(ge=0.0, le=1.0, description="Model score in [0, 1].")]
 Dbfs = Annotated[float, Field(ge=-200.0, le=6.0, description="Level in dB relative to full scale.")]
@@ -99,7 +104,11 @@ class NodeStatus(Message):
     at: UtcDatetime = Field(description="When this status was produced (for a will: registered).")
     heartbeat_s: float = Field(gt=0, le=3600, description="Seconds between heartbeats.")
     software: str = Field(default="", max_length=100, description="Software name and version.")
-    capabilities: list[str] = Field(default_factory=list, max_length=32)
+    capabilities: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="What the node does ('yamnet', 'patterns', ...); 'transient': a replay "
+        "that ends by itself, not supervised.",
+    )  # fmt: skip
     stats: Figures = Field(
         default_factory=dict, max_length=64,
         description="Heartbeat figures: mic level, inference time, drops.",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from amqtt.broker import Broker
+
+from soundalert.addresses import pick_port, port_is_free
 
 __all__ = ["EmbeddedBroker", "port_is_free", "start_embedded_broker"]
 
@@ -33,17 +33,6 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no type information
         await super()._publish_retained_messages_for_subscription(subscription, session)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in {errno.EADDRINUSE, errno.EACCES}:
-                return False
-            raise
-    return True
-
-
 @dataclass
 class EmbeddedBroker:
     broker: Any
@@ -51,6 +40,7 @@ class EmbeddedBroker:
     port: int
     ws_port: int | None
     note: str | None
+    ws_note: str | None = None
 
     @property
     def url(self) -> str:
@@ -60,29 +50,23 @@ class EmbeddedBroker:
         await self.broker.shutdown()
 
 
-def _pick(host: str, wanted: int, tries: int = 20) -> tuple[int, str | None]:
-    if port_is_free(host, wanted):
-        return wanted, None
-    for candidate in range(wanted + 1, wanted + 1 + tries):
-        if port_is_free(host, candidate):
-            return candidate, (
-                f"port {wanted} on {host} is already in use (another MQTT broker, such as a "
-                f"system Mosquitto, may be running there); the embedded broker uses port "
-                f"{candidate} instead. To use the broker on {wanted}, pass "
-                f"--broker mqtt://{host}:{wanted}."
-            )
-    raise OSError(f"ports {wanted}-{wanted + tries} on {host} are all in use; pass --broker")
+_BROKER_HINT = " (another MQTT broker, such as a system Mosquitto, may be running there)"
 
 
 async def start_embedded_broker(
     host: str = "127.0.0.1", port: int = 1883, ws_port: int | None = None
 ) -> EmbeddedBroker:
-    """Start amqtt on ``host`` (anonymous access: keep it on loopback)."""
-    port, note = _pick(host, port)
+    """Start amqtt on ``host`` (anonymous access: keep it on loopback), on ``port`` or, when
+    another program listens there, the next free port (``EmbeddedBroker.note`` says so)."""
+    wanted = port
+    port, note = pick_port(host, port, "the embedded broker", _BROKER_HINT)
+    if note:
+        note += f". To use the broker on {host}:{wanted}, pass --broker mqtt://{host}:{wanted}."
     listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}"}}
     ws_note = None
     if ws_port is not None:
-        ws_port, ws_note = _pick(host, ws_port)
+        ws_port, ws_note = pick_port(host, ws_port, "the broker's websocket listener",
+                                     avoid=frozenset({port}))  # fmt: skip
         listeners["ws"] = {"type": "ws", "bind": f"{host}:{ws_port}"}
     config = {
         "listeners": listeners,
@@ -94,4 +78,4 @@ async def start_embedded_broker(
         log.info("%s", note)
     if ws_note:
         log.info("%s", ws_note)
-    return EmbeddedBroker(broker, host, port, ws_port, note)
+    return EmbeddedBroker(broker, host, port, ws_port, note, ws_note)

@@ -37,20 +37,23 @@ log = logging.getLogger("soundalert")
 
 
 def describe_alert(alert: Alert) -> str:
-    """One terminal line for an alert state change."""
-    when = alert.raised_at.astimezone().strftime("%H:%M:%S")
+    """One terminal line for an alert state change, stamped with when it changed (a raised
+    alert: when it was heard)."""
+    when = (alert.raised_at if alert.state == "raised" else alert.published_at).astimezone()
     title = alert.title or alert.category
-    parts = [f"[{when}] {alert.state.upper():<12} {title} ({alert.priority})"]
-    if alert.location:
+    parts = [f"[{when:%H:%M:%S}] {alert.state.upper():<12} {title} ({alert.priority})"]
+    if alert.location and alert.location.lower() not in title.lower():
         parts.append(f"at {alert.location}")
     parts.append(f"site {alert.site}")
+    if alert.state != "raised":
+        parts.append(f"- raised {alert.raised_at.astimezone():%H:%M:%S}")
+    if alert.by and alert.state in {"acknowledged", "false_alarm"}:
+        parts.append(f"by {alert.by}")
     if alert.reason:
         parts.append(f"- {alert.reason}")
-    elif alert.state in {"raised", "updated"}:
-        parts.append(f"- confidence {alert.confidence:.2f}")
-    if alert.delay_s:
+    if alert.delay_s and alert.state == "raised":
         parts.append(f"- heard {alert.delay_s:.0f} s before this message")
-    if alert.repeat:
+    if alert.repeat and alert.state == "updated" and alert.by is None:
         parts.append(f"- reminder {alert.repeat}, not yet acknowledged")
     return " ".join(parts)
 
@@ -58,6 +61,13 @@ def describe_alert(alert: Alert) -> str:
 def _print_alert(alert: Alert) -> None:
     colour = {"critical": typer.colors.RED, "high": typer.colors.YELLOW}.get(alert.priority)
     typer.secho(describe_alert(alert), fg=colour, bold=alert.priority == "critical")
+
+
+_KEPT = "Default: the one used last time (kept in the state directory), first"
+
+
+def _say(line: str) -> None:
+    typer.secho(line, bold=line.endswith(" is running"))
 
 
 @app.command()
@@ -104,15 +114,27 @@ def up(
     ] = None,
     state: StateOpt = None,
     policy: PolicyOpt = None,
-    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="Embedded broker port.")] = 1883,
+    mqtt_port: Annotated[
+        int | None, typer.Option("--mqtt-port", help=f"Embedded broker port. {_KEPT} 1883.")
+    ] = None,
     ws_port: Annotated[
-        int, typer.Option("--ws-port", help="Embedded broker websockets port.")
-    ] = 9001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port", help="/metrics port.")] = 9108,
-    web_port: Annotated[int, typer.Option("--web-port", help="Alert display port.")] = 8080,
+        int | None,
+        typer.Option("--ws-port", help=f"Embedded broker websockets port. {_KEPT} 9001."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help=f"/metrics port. {_KEPT} 9108.")
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help=f"Alert display port. {_KEPT} 8080.")
+    ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="SOUNDALERT_TOKEN", help="Display token (default: new)."),
+        typer.Option(
+            "--token",
+            envvar="SOUNDALERT_TOKEN",
+            help="Display token (default: the one kept in the state directory, made "
+            "on the first run).",
+        ),
     ] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Add a node that replays a generated smoke alarm.")
@@ -129,9 +151,8 @@ def up(
         policy=policy, mqtt_port=mqtt_port, ws_port=ws_port, metrics_port=metrics_port,
         web_port=web_port, token=token, demo=demo,
     )  # fmt: skip
-    typer.secho(f"soundalert {__version__} is running", bold=True)
     try:
-        asyncio.run(run_stack(options, typer.echo, _print_alert))
+        asyncio.run(run_stack(options, _say, _print_alert))
     except* (ConfigError, ValueError, OSError) as group:
         raise fail("; ".join(str(exc) for exc in group.exceptions)) from None
 

@@ -97,6 +97,10 @@ def _service_acls(root: str) -> dict[str, list[str]]:
         "notifier": [
             f"topic read {root}/+/alerts",
             f"topic read {status}",
+            "# Home Assistant: entity states, nodes known by their delivery acks, the button",
+            f"topic read {root}/+/alerts/+/state",
+            f"topic read {root}/+/+/ack",
+            f"topic write {root}/+/feedback",
             f"topic readwrite {root}/_services/notifier/status",
             "topic readwrite homeassistant/#",
             "# MQTT actions (lights, strobes, bed shakers): add the topics your config uses.",
@@ -163,7 +167,8 @@ class AclFile:
         return self.path.read_text(encoding="utf-8") if self.path.exists() else ""
 
     def blocks(self) -> list[str]:
-        return re.findall(r"^# >>> soundalert (\S+)$", self._text(), flags=re.MULTILINE)
+        """The managed blocks' names, such as ``service aggregator`` or ``node home/hall``."""
+        return re.findall(r"^# >>> soundalert (.+?)\s*$", self._text(), flags=re.MULTILINE)
 
     def set_block(self, name: str, lines: list[str]) -> None:
         begin, end = self._markers(name)
@@ -281,9 +286,7 @@ def list_logins(config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     for user in PasswordFile(config_dir / "passwd").users():
         site, _, node = user.partition(".")
         kind = f"node {site}/{node}" if node else f"service {user}"
-        typer.echo(
-            f"{user:<32} {kind}{'' if kind.rsplit(maxsplit=1)[-1] in acl else ' (no ACL block)'}"
-        )
+        typer.echo(f"{user:<32} {kind}{'' if kind in acl else ' (no ACL block)'}")
 
 
 @node_app.command("init")

@@ -33,7 +33,7 @@ from edge.agent.sources import AudioSource
 from edge.agent.windowing import SAMPLE_RATE
 from edge.outbox import OutboxMessage
 from schemas.common import utc_now
-from schemas.messages import NodeState, NodeStatus
+from schemas.messages import TRANSIENT, NodeState, NodeStatus
 from schemas.topics import Topics
 from soundalert import __version__
 from soundalert.lifecycle import cancel_until_done, handle_signals, metrics_server
@@ -169,9 +169,14 @@ class AgentService:
             at=utc_now(),
             heartbeat_s=self.settings.heartbeat_s,
             software=f"soundalert-agent {__version__}",
-            capabilities=["yamnet", "patterns"] if self.settings.patterns else ["yamnet"],
+            capabilities=self._capabilities(),
             stats=stats or {},
         )
+
+    def _capabilities(self) -> list[str]:
+        out = ["yamnet", "patterns"] if self.settings.patterns else ["yamnet"]
+        # A replayed file ends by itself: the aggregator does not raise "stopped listening".
+        return out if self.source.live else [*out, TRANSIENT]
 
     def _stats(self) -> dict[str, float | int | str]:
         stats: dict[str, float | int | str] = dict(self.pipeline.take_stats().summary())

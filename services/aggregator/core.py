@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from schemas.decode import Reason, Rejected
 from schemas.messages import (
+    TRANSIENT,
     Alert,
     AlertNode,
     CategoryState,
@@ -30,12 +31,24 @@ from services.aggregator.metrics import NODE_REVIEWS_MIN, AggregatorMetrics
 from services.aggregator.policy import CategoryPolicy, LabelRule, Policy
 from services.aggregator.store import AlertRow, HitRow, NodeRow, Store
 
-__all__ = ["NODE_OFFLINE", "NODE_ONLINE", "STORAGE_TROUBLE", "Aggregator"]
+__all__ = [
+    "NODE_OFFLINE",
+    "NODE_ONLINE",
+    "NODE_STOPPED",
+    "STORAGE_TROUBLE",
+    "UNANNOUNCED",
+    "Aggregator",
+]
 
 log = logging.getLogger(__name__)
 
 NODE_OFFLINE = "node_offline"
 NODE_ONLINE = "node_online"
+NODE_STOPPED = "node_stopped"
+"""A node stopped on purpose: a normal-priority notice, never an active alert."""
+UNANNOUNCED = "unannounced"
+"""The state of a node that sent events but never a status: it promised no heartbeats, so
+it is not supervised (a one-off ``mosquitto_pub`` is not a sensor that died)."""
 STORAGE_TROUBLE = "storage_trouble"
 _RECENT_IDS = 200_000
 CLOCK_EXPORT_S = 1.0
@@ -44,6 +57,16 @@ _MAX_SEQS_ABOVE = 4096
 """Stored seqs kept above a gap in a node's sequence. A node with end-to-end delivery fills a
 gap by sending again (or gives it up in its status's ``pending_from_seq``); one without it
 never does, and its acknowledgement then moves on past the gap."""
+
+
+_RESTORED = -1.0
+"""``_waiting`` mark of a category confirmed before a restart (see _forget_stale_restored)."""
+
+
+def _room(node: str) -> str:
+    """A node id as a person reads it: ``living_room`` -> ``Living room``."""
+    words = node.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:]
 
 
 def _dt(ts: float) -> datetime:
@@ -105,6 +128,8 @@ class Aggregator:
         # Open "cannot save its state" alerts, by site.
         self._trouble: dict[str, str] = {}
         self._false_alarm_nodes: set[tuple[str, str]] = set()
+        # Nodes whose last status said "transient" (a file replay): their end is no news.
+        self._transient: set[tuple[str, str]] = set()
         metrics.expect_categories({name: c.priority for name, c in policy.categories.items()})
         self._load()
 
@@ -128,7 +153,8 @@ class Aggregator:
         for key, by_node in self._pending.items():
             cat = self.policy.categories.get(key[1])
             if cat is not None and any(confirming_group(h, cat.confirm) for h in by_node.values()):
-                self._waiting[key] = 0.0  # confirmed, not raised: the next tick decides
+                # Confirmed, not raised: the next tick decides (_forget_stale_restored).
+                self._waiting[key] = _RESTORED
         for row in self.store.alerts(active=True):
             active[row.category] = active.get(row.category, 0) + 1
             if row.category == STORAGE_TROUBLE:
@@ -171,6 +197,26 @@ class Aggregator:
             )
         for category, count in active.items():
             self.metrics.active_alerts.labels(category).set(count)
+
+    def _forget_stale_restored(self, now: float) -> None:
+        """Evidence confirmed before a restart and never raised: a smoke or CO alarm is still
+        raised (late, with its delay), but a lesser sound that ended before this run began is
+        history, not news (a restart raised "Possible smoke alarm ... heard 389 s before")."""
+        for key, since in list(self._waiting.items()):
+            if since != _RESTORED:
+                continue
+            cat = self.policy.categories[key[1]]
+            newest = max((h.end for hits in self._pending.get(key, {}).values() for h in hits),
+                         default=0.0)  # fmt: skip
+            if (
+                cat.priority != "critical"
+                and now - newest > cat.hold_s + self.policy.reorder_bound_s
+            ):
+                log.info("not raising %s at %s from evidence heard %.0f s before this run",
+                         key[1], key[0], now - newest)  # fmt: skip
+                del self._waiting[key]
+            else:
+                self._waiting[key] = now - self.policy.reorder_bound_s  # due now
 
     def _rule(self, category: str, upgraded_from: str | None = None) -> Rule:
         """How an alert of ``category`` confirms: its own rule, or, for one raised by an
@@ -402,8 +448,13 @@ class Aggregator:
         return self._raise_when_due(key, cat, now, wall_limit=None)
 
     def _explained(self, hit: HitRow, cat: CategoryPolicy) -> bool:
-        """A suppressing category is active at this site."""
-        return any((hit.site, other) in self._active for other in cat.suppressed_by)
+        """A suppressing category is active at this site, or in its cooldown at this hit (the
+        same alarm, acknowledged and sounding again, is not first a "possible" one)."""
+        for other in cat.suppressed_by:
+            until = self._cooldown.get((hit.site, other))
+            if (hit.site, other) in self._active or (until is not None and hit.end <= until):
+                return True
+        return False
 
     def _held(self, site: str, at: float, cat: CategoryPolicy) -> bool:
         """A suppressing category has evidence of its own within its confirmation window:
@@ -648,7 +699,7 @@ class Aggregator:
     def _node(self, site: str, name: str, now: float) -> NodeRow:
         node = self._nodes.get((site, name))
         if node is None:
-            node = NodeRow(site, name, "online", self.policy.default_heartbeat_s, now, -1, 0.0)
+            node = NodeRow(site, name, UNANNOUNCED, self.policy.default_heartbeat_s, now, -1, 0.0)
             self._nodes[(site, name)] = node
             self._dirty.add((site, name))
             self.metrics.node_up.labels(site, name).set(1)
@@ -665,6 +716,11 @@ class Aggregator:
         node.heartbeat_s = status.heartbeat_s
         node.software = status.software
         node.stats = json.dumps(status.stats)
+        key = (node.site, node.node)
+        if TRANSIENT in status.capabilities:
+            self._transient.add(key)
+        else:
+            self._transient.discard(key)
         if status.state == "online":
             age = now - status.at.timestamp()
             if retained and age > self.policy.heartbeat_misses * status.heartbeat_s:
@@ -672,10 +728,30 @@ class Aggregator:
                 # decides from what arrives next.
                 return []
             node.last_heard = now
-            return self._node_back(node, now) if node.state != "online" else []
-        reason = "last will: connection lost" if status.state == "offline" else "stopped cleanly"
+            if node.state == "online":
+                return []
+            return self._node_back(node, now, announced=True)
+        if key in self._transient or (node.state == UNANNOUNCED and retained):
+            # A file replay that ended, or a node never seen alive by this aggregator.
+            node.state = status.state
+            self.metrics.node_up.labels(node.site, node.node).set(0)
+            return []
+        if status.state == "stopped":
+            return self._node_stopped(node, now)
         node.state = status.state
-        return self._node_down(node, now, reason)
+        return self._node_down(node, now, "last will: connection lost")
+
+    def _node_stopped(self, node: NodeRow, now: float) -> list[Alert]:
+        """Stopped on purpose (its own clean exit): a notice, not a sensor that died."""
+        was = node.state
+        node.state = "stopped"
+        self.metrics.node_up.labels(node.site, node.node).set(0)
+        if was == "stopped" or node.offline_alert_id is not None:
+            return []
+        log.info("node %s/%s stopped", node.site, node.node)
+        return [self._node_alert(node, NODE_STOPPED, "normal", now, since=now,
+                                 title=f"{_room(node.node)} sensor was stopped",
+                                 reason="stopped on purpose; it is not listening")]  # fmt: skip
 
     def _node_down(self, node: NodeRow, now: float, reason: str) -> list[Alert]:
         if node.state == "online":
@@ -684,7 +760,7 @@ class Aggregator:
         self.metrics.node_up.labels(node.site, node.node).set(0)
         if node.offline_alert_id is not None:
             return []
-        title = f"Sensor {node.node} stopped listening"
+        title = f"{_room(node.node)} sensor stopped listening"
         alert = self._node_alert(node, NODE_OFFLINE, "high", now, since=node.last_heard,
                                  title=title, reason=reason)  # fmt: skip
         node.offline_alert_id = alert.alert_id
@@ -764,16 +840,23 @@ class Aggregator:
     def storage_trouble_sites(self) -> list[str]:
         return sorted(self._trouble)
 
-    def _node_back(self, node: NodeRow, now: float) -> list[Alert]:
+    def _node_back(self, node: NodeRow, now: float, *, announced: bool = False) -> list[Alert]:
+        """The node was heard. A node that never sent a status stays unsupervised until its
+        first status (``announced``)."""
+        if node.state == UNANNOUNCED and not announced:
+            return []
+        was = node.state
         node.state = "online"
         self._dirty.add((node.site, node.node))
         self.metrics.node_up.labels(node.site, node.node).set(1)
+        title = f"{_room(node.node)} sensor is listening again"
         if node.offline_alert_id is None:
-            return []
+            if was != "stopped" or (node.site, node.node) in self._transient:
+                return []
+            return [self._node_alert(node, NODE_ONLINE, "normal", now, since=now, title=title)]
         out = self._resolve_system_alert(node.offline_alert_id, now)
         node.offline_alert_id = None
-        out.append(self._node_alert(node, NODE_ONLINE, "normal", now, since=now,
-                                    title=f"Sensor {node.node} is listening again"))  # fmt: skip
+        out.append(self._node_alert(node, NODE_ONLINE, "normal", now, since=now, title=title))
         log.info("node %s/%s back online", node.site, node.node)
         return out
 
@@ -829,10 +912,13 @@ class Aggregator:
         """Wall-clock duties: supervision, reminders, ending alerts whose nodes went quiet, and
         raising deferred ones whose nodes stopped sending windows."""
         out: list[Alert] = []
+        self._forget_stale_restored(now)
         out += self._raise_waiting(None, now, wall_limit=self.policy.reorder_bound_s)
         for node in list(self._nodes.values()):
             silent = now - node.last_heard
             limit = self.policy.heartbeat_misses * node.heartbeat_s
+            if (node.site, node.node) in self._transient:
+                continue  # a file replay: its end is no news
             if node.state == "online" and silent > limit:
                 out += self._node_down(
                     node, now, f"no heartbeat for {silent:.0f} s (expected every "

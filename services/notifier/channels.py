@@ -72,22 +72,25 @@ def retry_delay(retry: RetryConfig, attempts: int) -> float:
 
 
 class AppriseSender:
-    """Apprise URLs, with the alert's priority mapped onto each scheme (see ``render``)."""
+    """One Apprise URL (one recipient), with the alert's priority mapped onto its scheme (see
+    ``render``). A channel of several URLs has one sender, and one worker, per URL."""
 
-    def __init__(self, name: str, config: AppriseChannel, zone: tzinfo) -> None:
+    def __init__(self, name: str, config: AppriseChannel, zone: tzinfo, *, number: int = 1,
+                 display_url: str | None = None) -> None:  # fmt: skip
         self.config = config
         self.zone = zone
+        self.display_url = display_url
         self._by_priority: dict[str, apprise.Apprise] = {}
+        secret = config.urls[number - 1]
         for priority in _RANK:  # build all three now, so a bad URL fails at start-up
             notifier = apprise.Apprise()
-            for number, secret in enumerate(config.urls, 1):
-                if not notifier.add(apprise_url(secret.get_secret_value(), priority)):
-                    raise ValueError(f"channel {name}: Apprise does not understand URL "
-                                     f"#{number} (check its scheme and fields)")  # fmt: skip
+            if not notifier.add(apprise_url(secret.get_secret_value(), priority)):
+                raise ValueError(f"channel {name}: Apprise does not understand URL "
+                                 f"#{number} (check its scheme and fields)")  # fmt: skip
             self._by_priority[priority] = notifier
 
     async def send(self, delivery: Delivery) -> None:
-        title, body = message(delivery, self.zone)
+        title, body = message(delivery, self.zone, self.display_url)
         notifier = self._by_priority[effective_priority(delivery)]
         result = await notifier.async_notify(
             body=body,

@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, time, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -301,6 +302,19 @@ class NotifierSettings(BrokerServiceSettings):
     sites: dict[Id, SiteConfig] = Field(
         default_factory=dict, description="Per site: channels, routes, quiet hours, escalation."
     )
+    display_url: str | None = Field(
+        default=None,
+        description="Address of the alert display as the recipients reach it (e.g. "
+        "http://hub.local:8080/). Messages then end with a link that opens the alert there; "
+        "the token is not in the link (the display asks for it once per device).",
+    )
+
+    @field_validator("display_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("display_url must start with http:// or https://")
+        return value
 
     @property
     def database(self) -> Path:

@@ -15,7 +15,7 @@ No I/O and no clock reads: the shell passes ``now`` (epoch seconds) and the stor
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 
 from schemas.messages import Alert
@@ -36,6 +36,7 @@ __all__ = [
     "Track",
     "classify",
     "in_quiet_hours",
+    "recipient_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,29 @@ class Track:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One notification for one channel of one site."""
+    """One notification for one channel of one site, or for one recipient (one URL) of a
+    channel with several: each recipient is its own delivery, retried on its own, so a
+    recipient that got it never gets it again because another was unreachable."""
 
     site: str
     channel: str
     kind: Kind
     alert: Alert
     escalation: int = 0
+    recipient: int = 0
+    """1-based URL number within an Apprise channel of several URLs; 0: the whole channel."""
 
     @property
     def channel_key(self) -> str:
-        return f"{self.site}/{self.channel}"
+        return recipient_key(self.site, self.channel, self.recipient)
+
+    def to(self, recipient: int) -> Delivery:
+        return replace(self, recipient=recipient)
+
+
+def recipient_key(site: str, channel: str, recipient: int = 0) -> str:
+    """The delivery worker's key (and metric label): ``site/channel`` or ``site/channel#2``."""
+    return f"{site}/{channel}#{recipient}" if recipient else f"{site}/{channel}"
 
 
 @dataclass(frozen=True, slots=True)

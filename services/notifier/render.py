@@ -19,7 +19,8 @@ mailto(s)                     header ``X-Priority``: 1 / 2 / 3
 ============================  ===========  ===========  ==========
 
 Pushover's ``emergency`` repeats on the phone until someone acknowledges it there, which is
-what a smoke alarm needs. Escalations always go out at the critical level of the channel.
+what a smoke alarm needs. Escalations always go out at the critical level of the channel, and
+all-clears (acknowledged, false alarm, over) at the normal level.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from services.notifier.core import Delivery
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "alert_link",
     "apprise_url",
+    "effective_priority",
     "message",
     "mqtt_publishes",
     "notify_type",
@@ -73,7 +76,11 @@ _NOTIFY_TYPES = {"critical": "failure", "high": "warning", "normal": "info"}
 
 
 def effective_priority(delivery: Delivery) -> str:
-    return "critical" if delivery.kind == "escalation" else delivery.alert.priority
+    """Escalations go out at the channel's critical level; an all-clear (acknowledged,
+    false alarm, over) at normal, so it never buzzes like the alarm it clears."""
+    if delivery.kind == "escalation":
+        return "critical"
+    return "normal" if delivery.kind == "clear" else delivery.alert.priority
 
 
 def notify_type(delivery: Delivery) -> str:
@@ -105,36 +112,74 @@ def _when(alert: Alert, zone: tzinfo) -> str:
     return alert.raised_at.astimezone(zone).strftime("%H:%M:%S")
 
 
-def message(delivery: Delivery, zone: tzinfo) -> tuple[str, str]:
-    """(title, body) for a person: what, where, when, and what is expected of them."""
+def room(node: str) -> str:
+    """A node id as a person reads it: ``living_room`` -> ``living room``."""
+    return node.replace("_", " ").replace("-", " ").strip()
+
+
+_SENSOR_CATEGORIES = frozenset({"node_offline", "node_online", "node_stopped"})
+_TODO = {
+    "smoke_alarm": "Check for smoke or fire now; if there is any, get everyone out.",
+    "possible_smoke_alarm": "Check for smoke or fire now; if there is any, get everyone out.",
+    "co_alarm": "Get everyone into fresh air now and call for help if anyone feels unwell.",
+    "node_offline": "Check the sensor's power and network: sounds there are not being heard.",
+    "node_stopped": "Start it again when it should listen: sounds there are not being heard.",
+    "storage_trouble": "Free disk space on the soundalert server.",
+}
+
+
+def alert_link(display_url: str | None, alert: Alert) -> str | None:
+    """The display's address that opens this alert (the token stays on the device)."""
+    if not display_url:
+        return None
+    return f"{display_url.rstrip('/')}/#alert={quote(alert.alert_id)}"
+
+
+def message(delivery: Delivery, zone: tzinfo, display_url: str | None = None
+            ) -> tuple[str, str]:  # fmt: skip
+    """(title, body) for a person: what, where, when, what to do, and a link that opens the
+    alert on the display."""
     alert = delivery.alert
     what = alert.title or alert.category.replace("_", " ")
-    where = f" in {alert.location}" if alert.location else ""
-    site = f" ({alert.site})"
+    # A sensor's alert names its room already ("Kitchen sensor stopped listening").
+    place = room(alert.location) if alert.location else ""
+    where = f" in {place}" if place and alert.category not in _SENSOR_CATEGORIES else ""
+    when = _when(alert, zone)
+    link = alert_link(display_url, alert)
     if delivery.kind == "escalation":
-        title = f"NOT ACKNOWLEDGED: {what}{where}{site}"
+        title = f"NOT ACKNOWLEDGED: {what}{where} ({alert.site})"
         body = (
-            f"{what}{where} at {alert.site} since {_when(alert, zone)} has not been "
-            f"acknowledged (escalation {delivery.escalation}). Please check on them."
+            f"{what}{where} at {alert.site} since {when} has not been acknowledged "
+            f"(escalation {delivery.escalation}). Please check on them now."
         )
-    elif delivery.kind == "clear":
+        if link:
+            body += f" Acknowledge it here: {link}"
+        return title, body
+    if delivery.kind == "clear":
         verdict = {"acknowledged": "acknowledged", "false_alarm": "marked a false alarm",
                    "resolved": "over"}.get(alert.state, alert.state)  # fmt: skip
         by = f" by {alert.by}" if alert.by else ""
-        title = f"{what}{where}: {verdict}"
-        body = f"{what}{where} at {alert.site} (since {_when(alert, zone)}) {verdict}{by}."
-    else:
-        title = f"{what.upper() if alert.priority == 'critical' else what}{where}"
-        body = f"{what}{where} at {alert.site}, {_when(alert, zone)}"
-        if alert.state in {"raised", "updated"}:
-            body += f", confidence {alert.confidence:.0%}"
-        if alert.delay_s:
-            body += f". Heard {alert.delay_s:.0f} s before this message"
-        if alert.reason:
-            body += f". {alert.reason}"
-        if delivery.kind == "reminder":
-            body += f". Reminder {alert.repeat}: not yet acknowledged"
-        body += "."
+        return (
+            f"{what}{where}: {verdict}",
+            f"{what}{where} at {alert.site} (since {when}) {verdict}{by}. Nothing more to do.",
+        )
+    title = f"{what.upper() if alert.priority == 'critical' else what}{where}"
+    parts = [f"{what}{where} at {alert.site}, {when}"]
+    if alert.ended_at is None and alert.state in {"raised", "updated"} \
+            and alert.category not in _SENSOR_CATEGORIES:  # fmt: skip
+        parts[0] += " (still sounding)"
+    if alert.delay_s:
+        parts.append(f"Heard {alert.delay_s:.0f} s before this message")
+    if alert.reason:
+        parts.append(alert.reason[:1].upper() + alert.reason[1:])
+    if delivery.kind == "reminder":
+        parts.append(f"Reminder {alert.repeat}: not yet acknowledged")
+    todo = _TODO.get(alert.category, f"Check {place} when you can." if place else "")
+    body = ". ".join(parts) + "."
+    if todo:
+        body += f" {todo}"
+    if link and alert.category not in {"node_online", "node_stopped"}:
+        body += f" Acknowledge it here: {link}"
     return title, body
 
 

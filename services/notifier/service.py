@@ -22,11 +22,13 @@ from collections.abc import Iterable
 import aiohttp
 import aiomqtt
 
+from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
-from schemas.messages import Alert, NodeState
+from schemas.messages import Alert, CategoryState, DeliveryAck, NodeState, NodeStatus
 from schemas.topics import ParsedTopic, Topics
 from services.aggregator.policy import Policy, load_policy
-from services.homeassistant.discovery import Discovery
+from services.homeassistant.discovery import PRESS, Discovery
+from services.homeassistant.state import HaState
 from services.notifier.channels import (
     AppriseSender,
     ChannelWorker,
@@ -35,7 +37,7 @@ from services.notifier.channels import (
     WebhookSender,
 )
 from services.notifier.config import AppriseChannel, MqttChannel, NotifierSettings
-from services.notifier.core import Decision, NotifierCore
+from services.notifier.core import Decision, Delivery, NotifierCore, recipient_key
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.store import Store
 from soundalert import __version__
@@ -59,6 +61,8 @@ _TRUNCATE = 200
 _PRUNE_EVERY_S = 3600.0
 _DRAIN_S = 3.0
 NODE_OFFLINE = "node_offline"
+STORAGE_TROUBLE = "storage_trouble"
+_HA_SETTLE_S = 1.0
 
 
 class NotifierService:
@@ -79,19 +83,36 @@ class NotifierService:
         self._http: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._announced: set[tuple[str, str]] = set()
+        """(site, "") and (site, node) whose discovery configs are published."""
+        self._ha_wanted: set[tuple[str, str]] = set()
+        """The same, to announce: configs go out once the entity's state is published."""
+        self.ha = HaState()
+        self._ha_published: dict[tuple[str, str], bytes] = {}
+        self._ha_from = float("inf")
+        """Monotonic time from which entity states are published: a moment after subscribing,
+        so retained category states and statuses are in before the first OFF goes out."""
         self.workers: dict[str, ChannelWorker] = {}
+        self._recipients: dict[str, int] = {}
+        """Apprise channels of several URLs: how many (each URL is its own delivery)."""
         for site, cfg in settings.sites.items():
             for name, channel in cfg.channels.items():
-                sender: Sender
+                senders: dict[str, Sender] = {}
                 if isinstance(channel, AppriseChannel):
-                    sender = AppriseSender(f"{site}/{name}", channel, cfg.zone())
+                    many = len(channel.urls) > 1
+                    if many:
+                        self._recipients[recipient_key(site, name)] = len(channel.urls)
+                    for number in range(1, len(channel.urls) + 1):
+                        key = recipient_key(site, name, number if many else 0)
+                        senders[key] = AppriseSender(f"{site}/{name}", channel, cfg.zone(),
+                                                     number=number,
+                                                     display_url=settings.display_url)  # fmt: skip
                 elif isinstance(channel, MqttChannel):
-                    sender = MqttSender(channel, lambda: self._client)
+                    senders[recipient_key(site, name)] = MqttSender(channel, lambda: self._client)
                 else:
-                    sender = WebhookSender(channel, self._session)
-                key = f"{site}/{name}"
-                self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
-                                                  self._settled)  # fmt: skip
+                    senders[recipient_key(site, name)] = WebhookSender(channel, self._session)
+                for key, sender in senders.items():
+                    self.workers[key] = ChannelWorker(key, sender, channel.retry, self.metrics,
+                                                      self._settled)  # fmt: skip
         self.store, _ = open_state(Store, settings.database, self.metrics)
         self._handle_signals = handle_signals
 
@@ -123,6 +144,14 @@ class NotifierService:
             self._http = aiohttp.ClientSession()
             try:
                 for queued in self.store.queued():  # undelivered before a restart
+                    if queued.delivery.channel_key in self._recipients:
+                        # Queued for a whole channel of several URLs: one per URL now.
+                        for one in self._per_recipient([queued.delivery]):
+                            self.workers[one.channel_key].put(
+                                self.store.enqueue(one, queued.queued_at), one, queued.queued_at
+                            )
+                        self.store.done(queued.id)
+                        continue
                     worker = self.workers.get(queued.delivery.channel_key)
                     if worker is None:
                         log.warning("dropping a queued notification for %s: no such channel now",
@@ -167,14 +196,22 @@ class NotifierService:
         try:
             filters = [(self.topics.all_alerts, 1), (self.topics.all_status, 1)]
             if ha.enabled:
-                filters.append((f"{ha.prefix}/status", 1))
+                root = self.topics.root
+                filters += [
+                    (f"{ha.prefix}/status", 1),
+                    (f"{root}/+/alerts/+/state", 1),
+                    (f"{root}/+/+/ack", 1),
+                    (self.discovery.command_topic("+"), 1),
+                ]
+            self._ha_published.clear()
+            self._ha_from = time.monotonic() + _HA_SETTLE_S
             await client.subscribe(filters)
             async with announced(client, status_topic, self._status,
                                  self.settings.status_heartbeat_s):  # fmt: skip
                 self._client = client
                 self.metrics.mqtt_connected.set(1)
                 self._announced.clear()
-                await self._announce_sites(client, ha.sites + list(self.settings.sites))
+                self._want_sites(ha.sites + list(self.settings.sites))
                 async for message in client.messages:
                     await self._handle(client, message)
                     ack(client, message)
@@ -190,21 +227,32 @@ class NotifierService:
             ha = self.settings.homeassistant
             if ha.enabled and topic == f"{ha.prefix}/status":
                 if payload.strip() == b"online":  # Home Assistant restarted: announce again
-                    again = {site for site, _ in self._announced}
-                    nodes = [key for key in self._announced if key[1]]
                     self._announced.clear()
-                    await self._announce_sites(client, again)
-                    for site, node in nodes:
-                        await self._announce_node(client, site, node)
+                    self._ha_published.clear()
+                    await self._publish_ha()
+                return
+            if ha.enabled and (pressed := self._pressed(topic)) is not None:
+                await self._acknowledge(client, pressed, payload)
                 return
             parsed = self._parse(topic)
             if parsed.kind == "alerts":
                 alert = decode(Alert, payload, parsed)
                 self._on_alert(alert)
-                await self._announce_sites(client, [alert.site])
+                self._want_sites([alert.site])
             elif parsed.kind == "status" and parsed.node is not None and ha.enabled:
-                await self._announce_sites(client, [parsed.site])
-                await self._announce_node(client, parsed.site, parsed.node)
+                status = decode(NodeStatus, payload, parsed)
+                self.ha.node_status(status, time.time(), retained=message.retain)
+                self._want_sites([parsed.site], node=parsed.node)
+            elif parsed.kind == "ack" and parsed.node is not None and ha.enabled:
+                # A node the aggregator stores events of, status or not: it gets an entity.
+                self.ha.node_ack(decode(DeliveryAck, payload, parsed))
+                self._want_sites([parsed.site], node=parsed.node)
+            elif parsed.kind == "alert_state" and ha.enabled:
+                self.ha.category_state(_category_state(payload, parsed))
+                self._want_sites([parsed.site])
+            else:
+                return
+            await self._publish_ha()
         except Rejected as rejected:
             self.metrics.rejected.labels(rejected.reason.value).inc()
             log.warning("rejected message on %s (%s): %s; payload %r", topic,
@@ -251,36 +299,92 @@ class NotifierService:
             if decision.kind == "escalation":
                 self.metrics.escalations.labels(decision.track.category).inc()
             queued += [(self.store.enqueue(delivery, now), delivery)
-                       for delivery in decision.deliveries
+                       for delivery in self._per_recipient(decision.deliveries)
                        if delivery.channel_key in self.workers]  # fmt: skip
         # Sent even when the disk cannot keep the outbox: a smoke alarm must go out.
         save_state(self.store.commit, self.metrics)
         for outbox_id, delivery in queued:
             self.workers[delivery.channel_key].put(outbox_id, delivery, now)
 
+    def _per_recipient(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """One delivery per URL of a channel of several (own retries, own state)."""
+        out: list[Delivery] = []
+        for delivery in deliveries:
+            count = self._recipients.get(delivery.channel_key, 0)
+            out += [delivery.to(n) for n in range(1, count + 1)] if count else [delivery]
+        return out
+
     # -- Home Assistant ----------------------------------------------------------------------
-    async def _announce_sites(self, client: aiomqtt.Client, sites: Iterable[str]) -> None:
+    def _want_sites(self, sites: Iterable[str], *, node: str | None = None) -> None:
+        """Give these sites (and ``node`` of them) entities in Home Assistant."""
         if not self.settings.homeassistant.enabled:
             return
         for site in sites:
-            if (site, "") in self._announced:
-                continue
-            categories = [(name, cat.title) for name, cat in self.policy.categories.items()
-                          if cat.enabled]  # fmt: skip
-            categories.append((NODE_OFFLINE, "Sensor stopped listening"))
-            for category, title in categories:
-                topic, config = self.discovery.category(site, category, title)
-                await client.publish(topic, _json(config), qos=1, retain=True)
-            self._announced.add((site, ""))
-            log.info("announced %d categories of site %s to Home Assistant", len(categories),
-                     site)  # fmt: skip
+            self._ha_wanted.add((site, ""))
+            if node is not None:
+                self._ha_wanted.add((site, node))
 
-    async def _announce_node(self, client: aiomqtt.Client, site: str, node: str) -> None:
-        if (site, node) in self._announced:
+    def _ha_categories(self) -> dict[str, str]:
+        """The categories with an entity: the policy's, and soundalert's own trouble."""
+        out = {name: cat.title for name, cat in self.policy.categories.items() if cat.enabled}
+        out[NODE_OFFLINE] = "Sensor stopped listening"
+        out[STORAGE_TROUBLE] = "soundalert cannot save its state"
+        return out
+
+    def _pressed(self, topic: str) -> str | None:
+        """The site whose acknowledge button published on ``topic``, if it is one."""
+        head, _, site = topic.rpartition("/")  # <prefix>/<instance>/<site>/acknowledge
+        if site != "acknowledge":
+            return None
+        prefix, _, name = head.rpartition("/")
+        if prefix != self.discovery.command_topic("x").rsplit("/", 2)[0]:
+            return None
+        return name if (name, "") in self._announced else None
+
+    async def _acknowledge(self, client: aiomqtt.Client, site: str, payload: bytes) -> None:
+        """The acknowledge button in Home Assistant: every alert of the site that needs
+        attention is acknowledged, by "Home Assistant" (the aggregator then says so)."""
+        if payload.strip() != PRESS.encode():
+            raise Rejected(Reason.SCHEMA_VIOLATION, f"the acknowledge button sent {payload[:40]!r}")
+        feedbacks = self.ha.acknowledge(site, utc_now())
+        for feedback in feedbacks:
+            await client.publish(self.topics.feedback(site), feedback.to_json(), qos=1)
+        log.info("Home Assistant acknowledged %d alert(s) at %s: %s", len(feedbacks), site,
+                 ", ".join(f.alert_id for f in feedbacks) or "none needed it")  # fmt: skip
+
+    async def _publish_ha(self) -> None:
+        """Publish each entity's state that changed (retained), then the discovery configs
+        not yet published: an entity is discovered with its state already there, so it is
+        never ``unknown``. Nothing goes out in the first moment after subscribing, while the
+        retained category states and statuses come in."""
+        client = self._client
+        if client is None or time.monotonic() < self._ha_from:
             return
-        topic, config = self.discovery.node(site, node)
-        await client.publish(topic, _json(config), qos=1, retain=True)
-        self._announced.add((site, node))
+        now = time.time()
+        wanted: dict[tuple[str, str], dict[str, object]] = {}
+        for site, node in self._ha_wanted:
+            if node:
+                wanted[(site, f"node_{node}")] = self.ha.node_payload(site, node, now)
+            else:
+                for category in self._ha_categories():
+                    wanted[(site, f"alert_{category}")] = self.ha.category_payload(site, category)
+        for (site, object_id), state in wanted.items():
+            data = _json(state)
+            if self._ha_published.get((site, object_id)) != data:
+                await client.publish(self.discovery.state_topic(site, object_id), data, qos=1,
+                                     retain=True)  # fmt: skip
+                self._ha_published[(site, object_id)] = data
+        for site, node in sorted(self._ha_wanted - self._announced):
+            configs = [self.discovery.node(site, node)] if node else [
+                *(self.discovery.category(site, category, title)
+                  for category, title in self._ha_categories().items()),
+                self.discovery.button(site),
+            ]  # fmt: skip
+            for topic, config in configs:
+                await client.publish(topic, _json(config), qos=1, retain=True)
+            self._announced.add((site, node))
+            log.info("announced %s to Home Assistant", f"node {site}/{node}" if node
+                     else f"site {site}: {len(configs) - 1} categories and its button")  # fmt: skip
 
     # -- time --------------------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -290,11 +394,21 @@ class NotifierService:
             now = time.time()
             try:
                 self._commit(self.core.due(self.store.escalating(), self._snoozes(now), now), now)
+                if self.settings.homeassistant.enabled:
+                    with contextlib.suppress(aiomqtt.MqttError):  # published again next tick
+                        await self._publish_ha()
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     last_prune = time.monotonic()
                     self.store.prune(now)
             except Exception:  # a bug in one duty must not stop escalation for good
                 log.exception("escalation tick failed")
+
+
+def _category_state(payload: bytes, parsed: ParsedTopic) -> CategoryState:
+    state = decode(CategoryState, payload, parsed)
+    if (state.site, state.category) != (parsed.site, parsed.category):
+        raise Rejected(Reason.TOPIC_MISMATCH, f"payload {state.site}/{state.category}")
+    return state
 
 
 def _json(config: dict[str, object]) -> bytes:

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS tracks (
 CREATE INDEX IF NOT EXISTS tracks_escalate ON tracks (escalate_at);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT NOT NULL, channel TEXT NOT NULL,
-    kind TEXT NOT NULL, escalation INTEGER NOT NULL, alert TEXT NOT NULL, queued_at REAL NOT NULL
+    kind TEXT NOT NULL, escalation INTEGER NOT NULL, alert TEXT NOT NULL, queued_at REAL NOT NULL,
+    recipient INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS snoozes (
     site TEXT NOT NULL, category TEXT NOT NULL, until REAL NOT NULL,
@@ -55,6 +56,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_DDL)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}
+        if "recipient" not in columns:  # an outbox from before per-recipient delivery
+            self.db.execute("ALTER TABLE outbox ADD COLUMN recipient INTEGER NOT NULL DEFAULT 0")
         self.db.commit()
 
     # -- duplicates --------------------------------------------------------------------------
@@ -108,18 +112,22 @@ class Store:
     # -- outbox ------------------------------------------------------------------------------
     def enqueue(self, delivery: Delivery, now: float) -> int:
         cursor = self.db.execute(
-            "INSERT INTO outbox (site, channel, kind, escalation, alert, queued_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (site, channel, kind, escalation, alert, queued_at, recipient) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (delivery.site, delivery.channel, delivery.kind, delivery.escalation,
-             delivery.alert.model_dump_json(), now),
+             delivery.alert.model_dump_json(), now, delivery.recipient),
         )  # fmt: skip
         return int(cursor.lastrowid or 0)
 
     def queued(self) -> list[Queued]:
-        rows = self.db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        rows = self.db.execute(
+            "SELECT id, site, channel, kind, escalation, alert, queued_at, recipient "
+            "FROM outbox ORDER BY id"
+        ).fetchall()
         out = []
-        for i, site, channel, kind, esc, alert, at in rows:
-            delivery = Delivery(site, channel, kind, Alert.model_validate_json(alert), int(esc))
+        for i, site, channel, kind, esc, alert, at, recipient in rows:
+            delivery = Delivery(site, channel, kind, Alert.model_validate_json(alert), int(esc),
+                                int(recipient))  # fmt: skip
             out.append(Queued(int(i), delivery, float(at)))
         return out
 

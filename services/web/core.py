@@ -30,8 +30,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INFORMATIONAL_CATEGORIES = frozenset({"node_online"})
-"""Categories the aggregator raises as notices, never active (a sensor listening again)."""
+INFORMATIONAL_CATEGORIES = frozenset({"node_online", "node_stopped"})
+"""Categories the aggregator raises as notices, never active (a sensor listening again, or
+stopped on purpose: the quiet screen says that one is not listening)."""
 
 MIC_LEVEL_KEYS = ("mic_dbfs", "level_dbfs", "mic_level_dbfs", "rms_dbfs")
 """``NodeStatus.stats`` keys read as the node's microphone level, first found wins."""
@@ -130,6 +131,7 @@ def node_record(entry: NodeEntry, now: float) -> dict[str, Any]:
         "last_heard": iso(entry.last_heard),
         "heartbeat_s": status.heartbeat_s,
         "software": status.software,
+        "capabilities": status.capabilities,
         "mic_dbfs": mic_level(status),
         "stats": status.stats,
         "clock_offset_s": None if offset is None else round(offset, 1),

@@ -33,6 +33,10 @@ BUILTIN_CATEGORIES: dict[str, dict[str, str]] = {
                      "color": "#37474f", "icon": "sensor"},
     "node_online": {"title": "Sensor listening again", "priority": "normal",
                     "color": "#37474f", "icon": "sensor"},
+    "node_stopped": {"title": "Sensor stopped", "priority": "normal",
+                     "color": "#37474f", "icon": "sensor"},
+    "storage_trouble": {"title": "soundalert cannot save its state", "priority": "high",
+                        "color": "#37474f", "icon": "sensor"},
 }  # fmt: skip
 
 

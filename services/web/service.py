@@ -36,6 +36,7 @@ from services.web.settings import WebSettings
 from services.web.store import WebStore
 from soundalert.lifecycle import (
     announced,
+    cancel_until_done,
     handle_signals,
     open_state,
     save_state,
@@ -149,8 +150,9 @@ class WebService:
                 stopped.cancel()
                 self.hub.close()
                 server.should_exit = True
-                mqtt_task.cancel()
-                housekeeping.cancel()
+                # One cancel() can be swallowed by aiomqtt racing a connect (Python 3.11):
+                # Ctrl-C right after start-up then never ended the display.
+                await cancel_until_done([mqtt_task, housekeeping])
         finally:
             sock.close()
             if metrics_server is not None:

@@ -48,7 +48,16 @@ def test_node_add_replace_list_remove(tmp_path: Path) -> None:
     assert "topic write soundalert/v1/home/hall/#" in acl
     reads = [line for line in acl.splitlines() if "read" in line]
     assert reads == ["topic read soundalert/v1/home/hall/ack"], "its own acks, nothing else"
-    assert "home.hall" in runner.invoke(app, ["node", "list", *args]).output
+    listed = runner.invoke(app, ["node", "list", *args]).output
+    assert "home.hall" in listed
+    assert "no ACL block" not in listed, listed
+    assert AclFile(tmp_path / "acl").blocks() == ["node home/hall"]
+    (tmp_path / "acl").write_text("")  # the login stays, its ACL block is gone
+    assert (
+        "home.hall                        node home/hall (no ACL block)"
+        in runner.invoke(app, ["node", "list", *args]).output
+    )
+    runner.invoke(app, again)
     removed = runner.invoke(app, ["node", "remove", "--site", "home", "--node", "hall", *args])
     assert removed.exit_code == 0, removed.output
     assert PasswordFile(tmp_path / "passwd").users() == {}

@@ -49,25 +49,35 @@ def test_every_category_gets_a_valid_sensor() -> None:
     configs = [discovery.category("home", name, cat.title)
                for name, cat in policy.categories.items()]  # fmt: skip
     configs.append(discovery.category("home", "node_offline", "Sensor stopped listening"))
-    configs.append(discovery.node("home", "kitchen"))
+    configs.append(discovery.node("home", "living_room"))
     by_object = {topic.split("/")[-2]: config for topic, config in configs}
     assert by_object["alert_smoke_alarm"]["device_class"] == "smoke"
     assert by_object["alert_co_alarm"]["device_class"] == "carbon_monoxide"
     assert by_object["alert_doorbell"]["device_class"] == "sound"
     assert by_object["alert_node_offline"]["device_class"] == "problem"
-    assert by_object["node_kitchen"]["device_class"] == "connectivity"
+    node = by_object["node_living_room"]
+    assert node["device_class"] == "connectivity"
+    # Named once: "Living room sensor" (device) + "Listening" (entity).
+    assert (node["device"]["name"], node["name"]) == ("Living room sensor", "Listening")
     assert len({c["unique_id"] for _, c in configs}) == len(configs)
     for topic, config in configs:
         assert topic.startswith("homeassistant/binary_sensor/soundalert_home/")
         assert topic.endswith("/config")
         assert config["device_class"] in BINARY_SENSOR_DEVICE_CLASSES
-        for key in ("unique_id", "device", "state_topic", "availability_topic", "name"):
+        for key in ("unique_id", "device", "state_topic", "availability", "name"):
             assert config[key], key
+        assert config["availability_mode"] == "all"
         assert config["device"]["identifiers"]
     smoke = by_object["alert_smoke_alarm"]
-    assert smoke["state_topic"] == "soundalert/v1/home/alerts/smoke_alarm/state"
-    assert smoke["availability_topic"] == "soundalert/v1/_services/aggregator/status"
-    assert by_object["node_kitchen"]["state_topic"] == "soundalert/v1/home/kitchen/status"
+    assert smoke["state_topic"] == "homeassistant/soundalert/home/alert_smoke_alarm/state"
+    assert [a["topic"] for a in smoke["availability"]] == [
+        "soundalert/v1/_services/aggregator/status",
+        "soundalert/v1/_services/notifier/status",
+    ]
+    topic, button = discovery.button("home")
+    assert topic == "homeassistant/button/soundalert_home/acknowledge/config"
+    assert button["command_topic"] == "homeassistant/soundalert/home/acknowledge"
+    assert button["payload_press"] == "ACKNOWLEDGE"
 
 
 def _config(rec: MqttRecorder, site: str, obj: str) -> dict[str, Any] | None:
@@ -75,10 +85,23 @@ def _config(rec: MqttRecorder, site: str, obj: str) -> dict[str, Any] | None:
     return None if payload is None else dict(json.loads(payload))
 
 
-def _state(rec: MqttRecorder, config: dict[str, Any], key: str = "value_template") -> str | None:
-    payload = rec.latest(config["state_topic" if key == "value_template" else
-                                "availability_topic"])  # fmt: skip
-    return None if payload is None else render(config[key], payload)
+def _state(rec: MqttRecorder, config: dict[str, Any]) -> str | None:
+    payload = rec.latest(config["state_topic"])
+    return None if payload is None else render(config["value_template"], payload)
+
+
+def _attributes(rec: MqttRecorder, config: dict[str, Any]) -> dict[str, Any]:
+    payload = rec.latest(config["json_attributes_topic"]) or b"{}"
+    return dict(json.loads(render(config["json_attributes_template"], payload)))
+
+
+def _available(rec: MqttRecorder, config: dict[str, Any]) -> bool:
+    """Home Assistant's availability_mode 'all': every availability topic says online."""
+    for entry in config["availability"]:
+        payload = rec.latest(entry["topic"])
+        if payload is None or render(entry["value_template"], payload) != "online":
+            return False
+    return True
 
 
 @pytest.mark.integration
@@ -94,6 +117,7 @@ async def test_discovery_sensors_follow_the_alert_and_node_state(
     settings = NotifierSettings.model_validate({
         "broker": url, "topic_root": topic_root, "state_dir": tmp_path / "notifier",
         "client_id": f"notifier-{uuid.uuid4().hex[:8]}", "homeassistant": {"sites": ["home"]},
+        "tick_s": 0.2,
     })  # fmt: skip
     async with recording(url, ["homeassistant/#", f"{topic_root}/#"]) as rec:
         aggregator = AggregatorService(agg)
@@ -104,10 +128,10 @@ async def test_discovery_sensors_follow_the_alert_and_node_state(
             assert door is not None
             assert smoke is not None
             assert (door["device_class"], smoke["device_class"]) == ("sound", "smoke")
-            assert door["state_topic"] == topics.alert_state("home", "doorbell")
-            assert door["availability_topic"] == topics.service_status("aggregator")
             assert door["device"]["identifiers"] == ["soundalert_home"]
-            await rec.wait_until(lambda: _state(rec, door, "availability_template") == "online")
+            # Defined from the start: OFF, not unknown, before anything was ever active.
+            await rec.wait_until(lambda: _state(rec, smoke) == "OFF" and _available(rec, smoke))
+            await rec.wait_until(lambda: _state(rec, door) == "OFF")
 
             status = NodeStatus(site="home", node="hall", state="online", at=datetime.now(UTC),
                                 heartbeat_s=15)  # fmt: skip
@@ -117,24 +141,33 @@ async def test_discovery_sensors_follow_the_alert_and_node_state(
             assert node is not None
             assert node["device_class"] == "connectivity"
             assert node["device"]["via_device"] == "soundalert_home"
-            assert _state(rec, node) == "ON"
-            await rec.wait_until(lambda: _state(rec, node, "availability_template") == "online")
+            await rec.wait_until(lambda: _state(rec, node) == "ON")
 
             start = datetime.now(UTC)
             await publish(url, [event(topics, "home", "hall", 1, kind="yamnet",
                                       label="Doorbell", end=start)])  # fmt: skip
             await rec.wait_until(lambda: _state(rec, door) == "ON")
-            attributes = render(door["json_attributes_template"],
-                                rec.latest(door["state_topic"]) or b"")  # fmt: skip
-            assert json.loads(attributes)["location"] == "hall"
+            attributes = _attributes(rec, door)
+            assert attributes["location"] == "hall"
+            assert attributes["alert_state"] == "raised"
+            assert "state" not in attributes  # Home Assistant drops that name
             # The sound ends (by event time): the alert resolves and the sensor goes OFF.
             await publish(url, [event(topics, "home", "hall", 2, kind="yamnet", label="Speech",
                                       end=start + timedelta(seconds=4))])  # fmt: skip
             await rec.wait_until(lambda: _state(rec, door) == "OFF")
-            assert _state(rec, smoke) is None  # never active, nothing retained yet
+            assert _state(rec, smoke) == "OFF"
+
+            # A node that only publishes events gets an entity too.
+            await publish(url, [event(topics, "home", "porch", 0, kind="yamnet",
+                                      label="Speech")])  # fmt: skip
+            await rec.wait_until(lambda: _config(rec, "home", "node_porch") is not None)
+            porch = _config(rec, "home", "node_porch")
+            assert porch is not None
+            await rec.wait_until(lambda: _state(rec, porch) == "ON")
+            assert _attributes(rec, porch)["supervised"] is False
 
             offline = status.model_copy(update={"state": "offline"})
             await publish(url, [(topics.status("home", "hall"), offline.to_json())], retain=True)
             await rec.wait_until(lambda: _state(rec, node) == "OFF")
         # The aggregator stopped: its sensors become unavailable in Home Assistant.
-        await rec.wait_until(lambda: _state(rec, door, "availability_template") == "offline")
+        await rec.wait_until(lambda: not _available(rec, door))

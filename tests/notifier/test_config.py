@@ -19,7 +19,14 @@ def test_the_example_config_loads_and_builds_every_channel(tmp_path: Path) -> No
     assert home.escalation is not None
     assert home.escalation.channels == ["caregiver"]
     service = NotifierService(settings)  # Apprise accepts every URL
-    assert set(service.workers) == {f"home/{name}" for name in home.channels}
+    # One worker per channel, and per URL of an Apprise channel of several.
+    expected = set()
+    for name, channel in home.channels.items():
+        urls = len(getattr(channel, "urls", [None]))
+        expected |= (
+            {f"home/{name}#{n}" for n in range(1, urls + 1)} if urls > 1 else {f"home/{name}"}
+        )
+    assert set(service.workers) == expected
     service.store.close()
     text = repr(settings)
     assert "change-me-too" not in text

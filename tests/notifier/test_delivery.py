@@ -17,7 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from schemas.messages import Alert
+from schemas.common import utc_now
+from schemas.messages import Alert, Feedback
 from schemas.topics import Topics
 from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
@@ -87,9 +88,10 @@ async def test_apprise_json_and_form_carry_content_and_priority_within_a_bound(
     body = json.loads(door.body)
     assert (body["title"], body["type"], body["priority"]) == ("Doorbell in hall", "warning",
                                                                 "high")  # fmt: skip
-    assert sample(notifier, "soundalert_notifications_total", channel="home/phone",
-                  outcome="delivered") == 2  # fmt: skip
-    assert sample(notifier, "soundalert_notification_seconds_count", channel="home/phone") == 2
+    for recipient in ("home/phone#1", "home/phone#2"):  # each URL is its own delivery
+        assert sample(notifier, "soundalert_notifications_total", channel=recipient,
+                      outcome="delivered") == 2  # fmt: skip
+        assert sample(notifier, "soundalert_notification_seconds_count", channel=recipient) == 2
 
 
 class _Mailbox:
@@ -336,3 +338,67 @@ async def test_a_bad_payload_is_counted_and_skipped(
             await publish(mosquitto.url("service"), [(topic, b"{nope"), (topic, alert().to_json())])
             await phone.wait_for(1)
     assert sample(notifier, "soundalert_messages_rejected_total", reason="malformed_json") == 1
+
+
+async def test_one_unreachable_recipient_never_repeats_a_message_to_the_others(
+    mosquitto: Mosquitto, agg_settings: AggregatorSettings, make_notifier_settings: NotifierFactory
+) -> None:
+    """Issue 14, acceptance 3: a channel of three recipients (a JSON receiver, an address
+    nobody listens on, an SMTP server). The smoke alarm and its all-clear reach each working
+    recipient once, however often the unreachable one is retried; the all-clear goes out at
+    normal priority; the text links to the alert on the display."""
+    topics = Topics(agg_settings.topic_root)
+    mailbox = _Mailbox()
+    smtp_port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    down = HttpReceiver()  # nothing listens on its port
+    retry = {"initial_s": 0.1, "max_s": 0.2, "timeout_s": 2, "attempts": 1000}
+    try:
+        async with receiving() as phone:
+            urls = (f"json://{phone.base}/p", f"json://{down.base}/p",
+                    f"mailto://127.0.0.1:{smtp_port}?from=soundalert@example.com"
+                    "&to=ana@example.com&mode=insecure")  # fmt: skip
+            routes = [{"channels": ["phone"], "kinds": ["raise", "reminder", "clear"]}]
+            site = apprise_site(*urls, retry=retry, routes=routes)
+            settings = make_notifier_settings({"home": site})
+            settings = settings.model_copy(update={"display_url": "http://hub.local:8080/"})
+            notifier = NotifierService(settings)
+            async with (running_aggregator(AggregatorService(agg_settings)),
+                        running_notifier(notifier)):  # fmt: skip
+                await publish(mosquitto.url("service"), [
+                    event(topics, "home", "kitchen", 1, kind="pattern", label="t3")
+                ])  # fmt: skip
+                [raised] = await phone.wait_for(1)
+                await eventually(lambda: len(mailbox.messages) == 1)
+                # The unreachable recipient is retried while the others already have it.
+                await eventually(lambda: sample(notifier, "soundalert_notification_failures_total",
+                                                channel="home/phone#2") >= 5)  # fmt: skip
+                message = json.loads(raised.body)["message"]
+                alert_id = message.rsplit("#alert=", 1)[1]
+                ack = Feedback(alert_id=alert_id, verdict="acknowledged", by="ana", at=utc_now())
+                await publish(mosquitto.url("service"), [(topics.feedback("home"), ack.to_json())])
+                cleared = (await phone.wait_for(2))[1]
+                await eventually(lambda: len(mailbox.messages) == 2)
+                tries = sample(notifier, "soundalert_notification_failures_total",
+                               channel="home/phone#2")  # fmt: skip
+                await eventually(lambda: sample(notifier, "soundalert_notification_failures_total",
+                                                channel="home/phone#2") >= tries + 5)  # fmt: skip
+    finally:
+        controller.stop()
+    assert len(phone.requests) == 2, [r.body for r in phone.requests]
+    assert len(mailbox.messages) == 2, [m["Subject"] for m in mailbox.messages]
+    first, clear = json.loads(raised.body), json.loads(cleared.body)
+    assert (first["type"], first["priority"]) == ("failure", "critical")
+    assert message.endswith(f"Acknowledge it here: http://hub.local:8080/#alert={alert_id}")
+    assert "confidence" not in message
+    assert (clear["type"], clear["priority"]) == ("success", "normal")
+    assert clear["title"] == "Smoke alarm in kitchen: acknowledged"
+    assert [m["X-Priority"] for m in mailbox.messages] == ["1", "3"]
+    for recipient in ("home/phone#1", "home/phone#3"):
+        assert sample(notifier, "soundalert_notifications_total", channel=recipient,
+                      outcome="delivered") == 2  # fmt: skip
+        assert sample(notifier, "soundalert_notification_failures_total", channel=recipient) == 0
+    # The raise never reached the unreachable recipient: the all-clear superseded it there.
+    assert sample(notifier, "soundalert_notifications_total", channel="home/phone#2",
+                  outcome="superseded") == 1  # fmt: skip

@@ -14,7 +14,14 @@ import pytest
 from schemas.messages import Alert
 from services.notifier.config import MqttChannel
 from services.notifier.core import Delivery
-from services.notifier.render import apprise_url, message, mqtt_publishes, notify_type, sign
+from services.notifier.render import (
+    apprise_url,
+    effective_priority,
+    message,
+    mqtt_publishes,
+    notify_type,
+    sign,
+)
 from services.notifier.render import webhook_request as request
 from tests.notifier.support import alert
 
@@ -69,6 +76,42 @@ def test_messages_say_what_where_and_what_is_expected() -> None:
     assert "escalation 3" in body
     title, _ = message(delivery("clear", state="acknowledged", by="ana"), UTC)
     assert title == "Smoke alarm in kitchen: acknowledged"
+
+
+def test_messages_say_what_to_do_and_link_to_the_alert_without_confidence() -> None:
+    display = "http://hub.local:8080/"
+    _, body = message(delivery(), UTC, display)
+    assert "confidence" not in body
+    assert "%" not in body
+    assert "still sounding" in body
+    assert "get everyone out" in body
+    assert body.endswith(
+        "Acknowledge it here: http://hub.local:8080/#alert=smoke_alarm-000001-abcd"
+    )
+    assert "token" not in body
+    _, body = message(delivery("reminder", state="updated", repeat=3), UTC, display)
+    assert "Reminder 3: not yet acknowledged" in body
+    # An all-clear: nothing to do, no reminder words, no link.
+    _, body = message(delivery("clear", state="acknowledged", by="ana", repeat=3), UTC, display)
+    assert body.endswith("acknowledged by ana. Nothing more to do.")
+    assert "not yet" not in body
+    assert "#alert=" not in body
+    # A sensor's alert names its room once, and says what to check.
+    title, body = message(
+        delivery(category="node_offline", priority="high", title="Kitchen sensor stopped "
+                 "listening", reason="last will: connection lost"), UTC, display,
+    )  # fmt: skip
+    assert title == "Kitchen sensor stopped listening"
+    assert "in kitchen" not in body
+    assert "Last will: connection lost" in body
+    assert "power and network" in body
+
+
+def test_all_clears_go_out_at_normal_priority() -> None:
+    assert effective_priority(delivery("clear", state="acknowledged")) == "normal"
+    assert effective_priority(delivery("clear", state="false_alarm")) == "normal"
+    assert effective_priority(delivery()) == "critical"
+    assert effective_priority(delivery("escalation", 1, priority="high")) == "critical"
 
 
 def test_light_payloads_use_rf_alerter_colours_and_overrides() -> None:

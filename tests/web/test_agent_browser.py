@@ -11,7 +11,8 @@ reads over TCP.
 2. For fixed 16 kHz samples, the page's YAMNet scores match the Python agent's per window within
    :data:`SCORE_TOLERANCE`.
 3. Closing the page raises ``node_offline`` within 60 s.
-4. It writes ``docs/screenshots/agent-phone.png`` (listening) and ``agent-phone-alert.png``.
+4. It writes ``agent-phone.png`` (listening) and ``agent-phone-alert.png`` (into
+   ``docs/screenshots/`` with ``SOUNDALERT_SCREENSHOTS=docs/screenshots``).
 5. End-to-end delivery (issue 11): the page keeps every event in IndexedDB until an ack covers
    it (PUBACKs delete nothing), sends what is unacknowledged again after a reload and when acks
    stop advancing, and reports ``pending_from_seq`` in its status. The test plays the aggregator
@@ -49,6 +50,7 @@ from services.web.settings import WebSettings
 from soundalert.broker import EmbeddedBroker, start_embedded_broker
 from tests.support.acks import acking_aggregator
 from tests.support.mosquitto import free_port
+from tests.support.screenshots import screenshot_dir
 from tests.web.conftest import (
     BROWSER_DIR,
     CHROMIUM,
@@ -62,7 +64,6 @@ from tests.web.conftest import (
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 SITE, NODE_ID = "home", "kitchen"
 CHROMIUM_RATE = 48_000
 SCORE_TOLERANCE = 0.03
@@ -224,6 +225,7 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
     _require_frontend()
     topics = Topics(topic_root)
     # A T3 recording: 2 s of room tone, then the smoke alarm (Chromium loops the file).
+    shots = screenshot_dir(tmp_path)
     recording = tmp_path / "t3-48k.wav"
     _write_wav(recording, _upsample(demo_signal(26.0, alarm_at_s=2.0), CHROMIUM_RATE // 16_000),
                CHROMIUM_RATE)  # fmt: skip
@@ -238,7 +240,7 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
         async with running(agg), running(web):
             await web.started.wait()
             async with _browser(web, MODE="listen", AUDIO_FILE=str(recording),
-                                SHOTS=str(SCREENSHOTS)) as browser:  # fmt: skip
+                                SHOTS=str(shots)) as browser:  # fmt: skip
                 ready = await browser.step("ready")
                 print(f"page, LiteRT.js and YAMNet loaded in {ready['model_load_ms']} ms")  # noqa: T201
                 listening = (await browser.step("listening"))["listening"]
@@ -285,7 +287,7 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
                 assert not browser.errors, browser.errors
     assert len([a for a in alerts if a.category == "smoke_alarm" and a.state == "raised"]) == 1
     for name in ("agent-phone.png", "agent-phone-alert.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000, name
+        assert (shots / name).stat().st_size > 10_000, name
 
 
 @skip_without_browser

@@ -3,7 +3,7 @@
 An event published to Mosquitto makes the page show the alert within 2 s in the category's
 colour with the room; False alarm (pressed from the keyboard) reaches the aggregator and
 increments ``soundalert_alert_feedback_total{verdict="false_alarm"}``. The browser test also
-writes the screenshots in ``docs/screenshots/``.
+writes the screenshots (``docs/screenshots/`` with ``SOUNDALERT_SCREENSHOTS=docs/screenshots``).
 
 Runs ``tests/web/browser/display.mjs`` (playwright-core, Debian's chromium) step by step.
 """
@@ -29,6 +29,7 @@ from services.aggregator.settings import AggregatorSettings
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from tests.support.mosquitto import Mosquitto
+from tests.support.screenshots import screenshot_dir
 from tests.web.conftest import (
     BROWSER_DIR,
     CHROMIUM,
@@ -46,8 +47,6 @@ from tests.web.conftest import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 MAX_LATENCY_MS = 2000
 
 
@@ -65,7 +64,9 @@ async def test_alert_reaches_the_browser_and_false_alarm_reaches_the_aggregator(
     topic_root: str,
     web_settings: WebSettings,
     aggregator_settings: AggregatorSettings,
+    tmp_path: Path,
 ) -> None:
+    shots = screenshot_dir(tmp_path)
     topics = Topics(topic_root)
     policy = load_policy()
     smoke = policy.categories["smoke_alarm"]
@@ -114,7 +115,7 @@ async def test_alert_reaches_the_browser_and_false_alarm_reaches_the_aggregator(
             **os.environ,
             "DISPLAY_URL": f"http://127.0.0.1:{web.port}/",
             "DISPLAY_TOKEN": TOKEN,
-            "SCREENSHOT_DIR": str(SCREENSHOTS),
+            "SCREENSHOT_DIR": str(shots),
             "CHROMIUM": CHROMIUM,
             "EXPECT": json.dumps(
                 {
@@ -200,4 +201,4 @@ async def test_alert_reaches_the_browser_and_false_alarm_reaches_the_aggregator(
                 proc.kill()
                 await proc.wait()
     for name in ("web-wall.png", "web-phone.png", "web-wall-quiet.png", "web-phone-quiet.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000, name
+        assert (shots / name).stat().st_size > 10_000, name

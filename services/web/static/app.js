@@ -3,7 +3,7 @@ import { icon } from './icons.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const NAME_KEY = 'soundalert.name';
-const INFORMATIONAL = new Set(['node_online']);
+const INFORMATIONAL = new Set(['node_online', 'node_stopped']);
 const PRIORITY_RANK = { critical: 0, high: 1, normal: 2 };
 const PRIORITY_WORD = { critical: 'Critical', high: 'Important', normal: 'Notice' };
 // Longer and more insistent as the priority rises (milliseconds on, off, on, ...).
@@ -27,6 +27,7 @@ const state = {
   index: 0,
   source: null,
   retry: 0,
+  focus: null, // an alert opened from a notification's link (#alert=ID)
 };
 
 // -- helpers ---------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ async function connect() {
       if (n.service) state.services.set(n.node, n); else state.nodes.set(`${n.site}/${n.node}`, n);
       renderNodes();
       renderServices();
+      renderListening();
     });
     source.addEventListener('error', () => {
       source.close();
@@ -159,11 +161,34 @@ function render({ fromSnapshot }) {
       state.index = 0; // the newest, most urgent alert comes to the front
     }
   }
+  openLinked(urgent);
   renderAlert(urgent);
   renderQuiet();
   renderHistory();
   renderNodes();
   renderServices();
+}
+
+// A notification's link (#alert=ID) opens that alert: in front when it still needs
+// attention, else its line in the history.
+function takeLinkedAlert() {
+  const match = /^#alert=(.+)$/.exec(location.hash);
+  if (!match) return;
+  state.focus = decodeURIComponent(match[1]);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+function openLinked(urgent) {
+  if (!state.focus || !state.alerts.has(state.focus)) return;
+  const at = urgent.findIndex((r) => r.alert.alert_id === state.focus);
+  if (at >= 0) { state.index = at; state.shownId = null; }
+  else {
+    requestAnimationFrame(() => {
+      const li = document.querySelector(`#history [data-alert-id="${CSS.escape(state.focus || '')}"]`);
+      if (li) { li.classList.add('linked'); li.scrollIntoView({ block: 'center' }); }
+    });
+  }
+  setTimeout(() => { state.focus = null; }, 0);
 }
 
 function announce(record, { notify }) {
@@ -265,7 +290,48 @@ async function sendFeedback(alertId, verdict, statusEl, buttons) {
 }
 
 // -- quiet screen, history, sensors ----------------------------------------------------------
+const HEARTBEATS = 3; // a sensor silent for this many heartbeats is not listening
+export function isListening(n, now = Date.now()) {
+  return n.state === 'online' && now - new Date(n.last_heard).getTime() <= HEARTBEATS * n.heartbeat_s * 1000;
+}
+// A replay that ended (capability "transient") was never a sensor the home counts on.
+const expected = (n) => isListening(n) || !(n.capabilities || []).includes('transient');
+function since(iso, now) {
+  const s = Math.max(0, (now - new Date(iso).getTime()) / 1000);
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+/** What the idle screen says about listening: "All quiet" only when every expected sensor
+ * listens; otherwise how many do not, and which, with how long. */
+export function listeningTruth(nodes, now = Date.now()) {
+  const sensors = nodes.filter(expected);
+  if (!sensors.length) return { ok: false, title: 'No sensor is listening', detail: 'No sensor has reported yet.' };
+  const deaf = sensors.filter((n) => !isListening(n, now))
+    .sort((x, y) => roomName(x.node).localeCompare(roomName(y.node)));
+  if (!deaf.length) return { ok: true, title: 'All quiet', detail: '' };
+  const named = deaf.map((n) => `${roomName(n.node)} (${n.state === 'stopped' ? 'stopped' : `offline ${since(n.last_heard, now)}`})`);
+  const noun = sensors.length === 1 ? 'sensor' : 'sensors';
+  const title = deaf.length === sensors.length
+    ? (sensors.length === 1 ? 'The sensor is not listening' : `No sensor is listening (${sensors.length} ${noun})`)
+    : `${deaf.length} of ${sensors.length} ${noun} not listening`;
+  return { ok: false, title, detail: named.join(', ') };
+}
+
+function renderListening() {
+  const truth = listeningTruth([...state.nodes.values()]);
+  const section = $('quiet');
+  section.classList.toggle('quiet-warn', !truth.ok);
+  if ($('quiet-title').textContent !== truth.title) $('quiet-title').textContent = truth.title;
+  const listening = $('listening');
+  listening.hidden = truth.ok;
+  if (listening.textContent !== truth.detail) listening.textContent = truth.detail;
+  document.title = truth.ok ? 'soundalert' : `soundalert: ${truth.title}`;
+}
+
 function renderQuiet() {
+  renderListening();
   const all = [...state.alerts.values()].filter((r) => !INFORMATIONAL.has(r.alert.category));
   const last = all.sort((x, y) => (y.alert.raised_at > x.alert.raised_at ? 1 : -1))[0];
   $('quiet-detail').textContent = last
@@ -324,8 +390,7 @@ function renderNodes() {
   $('nodes-empty').hidden = nodes.length > 0;
   const now = Date.now();
   $('nodes').innerHTML = nodes.map((n) => {
-    const silentMs = now - new Date(n.last_heard).getTime();
-    const online = n.state === 'online' && silentMs <= 3 * n.heartbeat_s * 1000;
+    const online = isListening(n, now);
     const word = online ? 'Online' : n.state === 'stopped' ? 'Stopped' : 'Offline';
     const level = n.mic_dbfs == null ? '' :
       `<label>Mic <meter min="-90" max="0" value="${Number(n.mic_dbfs)}"></meter> ${Math.round(n.mic_dbfs)} dBFS</label>`;
@@ -384,13 +449,15 @@ function wire() {
     const now = new Date();
     $('clock').textContent = now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
     renderWhen();
-    if (now.getSeconds() % 5 === 0) renderNodes();
+    if (now.getSeconds() % 5 === 0) { renderNodes(); renderListening(); }
   }, 1000);
   $('clock').textContent = new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
 async function start() {
   takeTokenFromUrl();
+  takeLinkedAlert();
+  window.addEventListener('hashchange', () => { takeLinkedAlert(); render({ fromSnapshot: true }); });
   wire();
   renderNotifyButton();
   if (!state.token) { askForToken(false); setLive(false, 'No access token'); return; }
