@@ -11,11 +11,12 @@ window times are from the clip's start (the first windows start before it). The 
 pattern detections of each clip are cached the same way, keyed by the detector's source code,
 so a change to the detector recomputes them.
 
-    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.corpus.windows   # fill the cache
+    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.corpus.windows [--model yamnet|mn04]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import inspect
 import os
@@ -37,6 +38,7 @@ __all__ = [
     "GATE_DBFS",
     "ClipPatterns",
     "ClipWindows",
+    "Mn04Scorer",
     "Scorer",
     "YamnetScorer",
     "clip_patterns",
@@ -44,6 +46,7 @@ __all__ = [
     "event_audio",
     "load_all",
     "main",
+    "scorer",
 ]
 
 CACHE_ENV: Final = "SOUNDALERT_CACHE"
@@ -75,6 +78,29 @@ class YamnetScorer:
 
     def __call__(self, window: npt.NDArray[np.float32], /) -> npt.NDArray[np.float32]:
         return self._model(window).scores
+
+
+class Mn04Scorer:
+    """The agent's EfficientAT mn04_as (numpy front end + TFLite): 527 class scores per window."""
+
+    def __init__(self) -> None:
+        from edge.agent import mn04  # noqa: PLC0415 - the interpreter loads lazily
+        from edge.agent.labels import LabelMap  # noqa: PLC0415
+
+        self._model = mn04.Mn04Model()
+        self.labels = LabelMap.from_csv(mn04.DEFAULT_CLASS_MAP).names
+        self.key = f"mn04-{self._model.version}"
+
+    def __call__(self, window: npt.NDArray[np.float32], /) -> npt.NDArray[np.float32]:
+        return self._model(window).scores
+
+
+def scorer(kind: str) -> Scorer:
+    """The scorer of a model's source kind: ``yamnet`` or ``mn04``."""
+    scorers: dict[str, Callable[[], Scorer]] = {"yamnet": YamnetScorer, "mn04": Mn04Scorer}
+    if kind not in scorers:
+        raise ValueError(f"no scorer for model {kind!r} (one of {sorted(scorers)})")
+    return scorers[kind]()
 
 
 @dataclass(frozen=True)
@@ -223,6 +249,10 @@ def load_all(
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Fill the per-window score cache.")
+    parser.add_argument("--model", action="append", choices=("yamnet", "mn04"),
+                        help="model to cache (repeat for both; default yamnet)")  # fmt: skip
+    args = parser.parse_args()
     corpus = corpus_dir()
     assert corpus is not None
     clips = events(read_manifest())
@@ -231,7 +261,9 @@ def main() -> None:
         if done % 50 == 0 or done == total:
             print(f"  {done}/{total} clips")
 
-    load_all(clips, corpus, progress=progress)
+    for kind in args.model or ["yamnet"]:
+        print(kind)
+        load_all(clips, corpus, scorer(kind), progress=progress)
     print(f"cache: {cache_root(corpus)}")
 
 

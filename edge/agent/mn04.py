@@ -15,7 +15,8 @@ and gives 527 sigmoid scores. ``tests/agent/test_mn04.py`` holds both to the ref
 implementation (torch) through ``tests/data/mn04_golden.npz``.
 
 Nothing here imports torch. Scores are under AudioSet's display names
-(``assets/mn04_class_map.csv``), the source kind of its events is ``mn04``.
+(``assets/mn04_class_map.csv``); its events carry source kind ``mn04``, model
+``efficientat-mn04_as``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ __all__ = [
     "FRAMES",
     "KIND",
     "MEL_BANDS",
-    "MODEL_NAME",
     "MODEL_RATE",
     "LogMel",
     "Mn04Model",
@@ -54,7 +54,6 @@ __all__ = [
 
 KIND: Final = "mn04"
 """The events' source kind: the policy's label namespace for this model."""
-MODEL_NAME: Final = "efficientat-mn04_as"
 DEFAULT_MODEL: Final = MODEL_DIR / "mn04_as.tflite"
 DEFAULT_CLASS_MAP: Final = MODEL_DIR / "mn04_class_map.csv"
 

@@ -4,11 +4,13 @@ Per block of 16 kHz mono audio, :class:`Pipeline` runs
 
 * the windower and level gate (:mod:`edge.agent.windowing`), then the classifier (any callable
   with YAMNet's signature, see :class:`Classifier`) on each window that passes the gate, keeping
-  the top-k labels (:mod:`edge.agent.labels`);
+  the top-k labels (:mod:`edge.agent.labels`); with more models (:class:`Head`), each of them
+  too, one verdict per model;
 * the deterministic T3/T4/520 Hz temporal-pattern detector (:mod:`edge.dsp.patterns`) on every
   sample, gated or not.
 
-It returns a :class:`WindowVerdict` for every window (gated or not) and a
+It returns a :class:`WindowVerdict` for every window (gated or not; a gated window once, under
+the first model) and per model that classified it, and a
 :class:`PatternVerdict` per detection; :mod:`edge.agent.events` decides which are published and
 turns them into wire messages.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +35,7 @@ from edge.dsp.patterns import Detection, PatternDetector
 __all__ = [
     "Classifier",
     "ClassifierOutput",
+    "Head",
     "PatternVerdict",
     "Pipeline",
     "PipelineConfig",
@@ -87,6 +90,17 @@ class WindowVerdict:
     labels: list[tuple[str, float]]
     inference_s: float | None
     features: dict[str, object] = field(default_factory=dict)
+    model: str = "yamnet"
+    """The source kind of the model that classified it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One more model the pipeline runs on every window that passes the gate."""
+
+    kind: str
+    classifier: Classifier
+    labels: LabelMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +150,11 @@ class Pipeline:
         config: PipelineConfig | None = None,
         *,
         timer: Callable[[], float] = time.perf_counter,
+        model: str = "yamnet",
+        more: Sequence[Head] = (),
     ) -> None:
         self.config = config or PipelineConfig()
-        self._classifier = classifier
-        self._labels = labels
+        self.heads = (Head(model, classifier, labels), *more)
         self._timer = timer
         self._windower = Windower(hop_samples(self.config.hop_s))
         self._patterns = PatternDetector() if self.config.patterns else None
@@ -155,10 +170,9 @@ class Pipeline:
 
     def feed(self, block: npt.ArrayLike) -> list[Verdict]:
         x = to_float32(block)
-        out: list[Verdict] = [
-            self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
-            for w in self._windower.feed(x)
-        ]
+        out: list[Verdict] = []
+        for w in self._windower.feed(x):
+            out += self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
         if self._patterns is not None:
             for detection in self._patterns.feed(x):
                 self.stats.patterns += 1
@@ -167,7 +181,7 @@ class Pipeline:
 
     def _analyse(
         self, index: int, start: int, samples: npt.NDArray[np.float32], level: float
-    ) -> WindowVerdict:
+    ) -> list[WindowVerdict]:
         cfg = self.config
         stats = self.stats
         stats.windows += 1
@@ -178,11 +192,16 @@ class Pipeline:
         end = start + samples.size
         if level < cfg.gate_dbfs:
             stats.gated += 1
-            return WindowVerdict(index, start, end, level, True, [], None)
-        began = self._timer()
-        output = self._classifier(samples)
-        took = self._timer() - began
-        stats.inference_s.append(took)
-        labels = top_labels(output.scores, self._labels, cfg.top_k, cfg.min_label_score)
-        features = window_features(samples, output.logmel) if cfg.features else {}
-        return WindowVerdict(index, start, end, level, False, labels, took, features)
+            return [WindowVerdict(index, start, end, level, True, [], None,
+                                  model=self.heads[0].kind)]  # fmt: skip
+        out = []
+        for head in self.heads:
+            began = self._timer()
+            output = head.classifier(samples)
+            took = self._timer() - began
+            stats.inference_s.append(took)
+            labels = top_labels(output.scores, head.labels, cfg.top_k, cfg.min_label_score)
+            features = window_features(samples, output.logmel) if cfg.features else {}
+            out.append(WindowVerdict(index, start, end, level, False, labels, took, features,
+                                     head.kind))  # fmt: skip
+        return out

@@ -22,8 +22,9 @@ import numpy.typing as npt
 from edge.agent.events import EventBuilder, reportable, yamnet_source
 from edge.agent.labels import LabelMap
 from edge.agent.metrics import AgentMetrics
-from edge.agent.model import DEFAULT_CLASS_MAP, DEFAULT_MODEL, YamnetModel
-from edge.agent.pipeline import Classifier, Pipeline, Verdict, WindowVerdict
+from edge.agent.model import DEFAULT_CLASS_MAP
+from edge.agent.models import LoadedModel, load_models
+from edge.agent.pipeline import Classifier, Head, Pipeline, Verdict, WindowVerdict
 from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
 from edge.agent.settings import AgentSettings
 from edge.agent.sources import AudioSource
@@ -53,18 +54,28 @@ class AgentService:
         model_version: str | None = None,
         labels: LabelMap | None = None,
         metrics: AgentMetrics | None = None,
+        models: list[LoadedModel] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.broker = BrokerUrl.parse(settings.broker.get_secret_value())
         self.topics = Topics(settings.topic_root)
         self.metrics = metrics or AgentMetrics()
-        if classifier is None:
-            model = YamnetModel(settings.model_file or DEFAULT_MODEL, threads=settings.threads)
-            classifier, model_version = model, model.version
-        self.labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
-        self.pipeline = Pipeline(classifier, self.labels, settings.pipeline())
-        self.model_source = yamnet_source(model_version or "unknown")
+        if classifier is not None:  # one YAMNet-like classifier, given
+            labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
+            given = yamnet_source(model_version or "unknown")
+            models = [LoadedModel("yamnet", classifier, labels, given)]
+        elif models is None:
+            models = load_models(settings.model, threads=settings.threads,
+                                 yamnet_file=settings.model_file,
+                                 yamnet_class_map=settings.class_map_file)  # fmt: skip
+        first, *more = models
+        self.models = models
+        self.labels = first.labels
+        heads = [Head(m.kind, m.classifier, m.labels) for m in more]
+        self.pipeline = Pipeline(first.classifier, first.labels, settings.pipeline(),
+                                 model=first.kind, more=heads)  # fmt: skip
+        self.model_source = first.source
         self.outbox = Outbox(settings.outbox_path, max_messages=settings.outbox_max_messages,
                              synchronous=settings.outbox_sync)  # fmt: skip
         self._events_topic = self.topics.events(settings.site, settings.node)
@@ -132,7 +143,9 @@ class AgentService:
                 start = utc_now() - timedelta(seconds=lead)
             self._builder = EventBuilder(self.settings.site, self.settings.node, start,
                                          self.model_source,
-                                         next_seq=self.outbox.meta("next_seq"))  # fmt: skip
+                                         next_seq=self.outbox.meta("next_seq"),
+                                         more_sources=[m.source for m in self.models[1:]],
+                                         )  # fmt: skip
         verdicts = self.pipeline.feed(block)
         messages = []
         for verdict in verdicts:
@@ -175,7 +188,8 @@ class AgentService:
             at=utc_now(),
             heartbeat_s=self.settings.heartbeat_s,
             software=f"soundalert-agent {__version__}",
-            capabilities=["yamnet", "patterns"] if self.settings.patterns else ["yamnet"],
+            capabilities=[m.kind for m in self.models]
+            + (["patterns"] if self.settings.patterns else []),
             stats=stats or {},
         ).to_json()
 
