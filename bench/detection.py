@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -426,7 +427,7 @@ def cached_models(choice: ModelChoice, stream: Stream) -> tuple[list[LoadedModel
                  if root is not None else None)  # fmt: skip
         cache = StreamScores(model, where)
         caches.append(cache)
-        out.append(LoadedModel(model.kind, cache, model.labels, model.source))
+        out.append(dataclasses.replace(model, classifier=cache))
     return out, caches
 
 
@@ -525,6 +526,8 @@ async def run_pipeline(
             ack_task = group.create_task(acknowledge())
             await asyncio.sleep(0.5)
             await agent.run()
+            if agent.failure is not None:
+                raise RuntimeError(f"the agent failed: {agent.failure}")
             result.events = int(agent.metrics.published._value.get())  # noqa: SLF001
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and (  # noqa: ASYNC110 - counters of other tasks

@@ -4,9 +4,10 @@ file its tests compare against. Torch is needed here only, never at run time.
 The model is the MobileNetV3 of EfficientAT (Schmid, Koutini and Widmer, "Efficient Large-Scale
 Audio Tagging via Transformer-to-CNN Knowledge Distillation", MIT licence) at width 0.4, trained
 on AudioSet (mAP 0.432, 527 classes). What is converted is the network from the log-mel patch to
-the 527 sigmoid scores, for the agent's window: 0.975 s, resampled to 32 kHz, is 98 frames of
-128 mel bands. The front end (pre-emphasis, STFT, Kaldi mel bands, log, normalisation) runs in
-numpy in :mod:`edge.agent.mn04`.
+the 527 sigmoid scores, for what the agent gives it: 1.95 s, resampled to 32 kHz, is 195 frames
+of 128 mel bands (a fixed shape: XNNPACK cannot resize this graph). The front end
+(pre-emphasis, STFT, Kaldi mel bands, log, normalisation) runs in numpy in
+:mod:`edge.agent.mn04`.
 
 The golden file holds, for a few recordings (synthetic ones the test regenerates, and clips of
 ``../shared/data/dev-audio`` named by path and sha256), the checkpoint's scores in torch on the

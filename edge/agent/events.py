@@ -100,7 +100,7 @@ class EventBuilder:
             site=self.site,
             node=self.node,
             seq=self._seq(),
-            window_start=self.at(v.start_sample),
+            window_start=self.at(v.start_sample if v.heard_from is None else v.heard_from),
             window_end=self.at(v.end_sample),
             source=source,
             labels=[Label(label=name, score=score) for name, score in v.labels],

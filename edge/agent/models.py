@@ -2,8 +2,8 @@
 
 Each model publishes its windows under its own source kind (``yamnet``, ``mn04``): the policy
 maps each kind's labels to categories, so the aggregator can use one model's evidence, or pool
-both (``both``: every window that passes the gate is classified by each model, and each verdict
-is its own event).
+both (``both``: windows that pass the gate are classified by each model, YAMNet every 0.48 s on
+its 0.975 s, mn04 every 0.96 s on the 1.95 s ending there, and each verdict is its own event).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Final, Literal, get_args
 
 from edge.agent.events import model_source
 from edge.agent.labels import LabelMap
-from edge.agent.pipeline import Classifier
+from edge.agent.pipeline import Classifier, Head
+from edge.agent.windowing import WINDOW_SAMPLES
 from schemas.messages import Source
 
 __all__ = ["DEFAULT_CHOICE", "KINDS", "LoadedModel", "ModelChoice", "load_models"]
@@ -26,7 +27,7 @@ KINDS: Final[dict[ModelChoice, tuple[str, ...]]] = {
     "both": ("yamnet", "mn04"),
 }
 """The source kinds of each choice's window events."""
-DEFAULT_CHOICE: Final[ModelChoice] = "yamnet"
+DEFAULT_CHOICE: Final[ModelChoice] = "both"
 """What the agent runs unless told otherwise: the model with the higher recall at the
 false-alert budget on the corpus's validation half (README, "Choosing the model")."""
 
@@ -39,6 +40,13 @@ class LoadedModel:
     classifier: Classifier
     labels: LabelMap
     source: Source
+    context: int = WINDOW_SAMPLES
+    """Samples it hears, ending where an agent window ends."""
+    every: int = 1
+    """It classifies every n-th agent window."""
+
+    def head(self) -> Head:
+        return Head(self.kind, self.classifier, self.labels, self.context, self.every)
 
 
 def load_models(
@@ -61,5 +69,6 @@ def load_models(
         else:
             model = mn04.Mn04Model(threads=threads)
             labels = LabelMap.from_csv(mn04.DEFAULT_CLASS_MAP)
-            out.append(LoadedModel(kind, model, labels, model_source(kind, model.version)))
+            out.append(LoadedModel(kind, model, labels, model_source(kind, model.version),
+                                   model.context, model.every))  # fmt: skip
     return out

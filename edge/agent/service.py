@@ -24,7 +24,7 @@ from edge.agent.labels import LabelMap
 from edge.agent.metrics import AgentMetrics
 from edge.agent.model import DEFAULT_CLASS_MAP
 from edge.agent.models import LoadedModel, load_models
-from edge.agent.pipeline import Classifier, Head, Pipeline, Verdict, WindowVerdict
+from edge.agent.pipeline import Classifier, Pipeline, Verdict, WindowVerdict
 from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
 from edge.agent.settings import AgentSettings
 from edge.agent.sources import AudioSource
@@ -69,13 +69,10 @@ class AgentService:
             models = load_models(settings.model, threads=settings.threads,
                                  yamnet_file=settings.model_file,
                                  yamnet_class_map=settings.class_map_file)  # fmt: skip
-        first, *more = models
         self.models = models
-        self.labels = first.labels
-        heads = [Head(m.kind, m.classifier, m.labels) for m in more]
-        self.pipeline = Pipeline(first.classifier, first.labels, settings.pipeline(),
-                                 model=first.kind, more=heads)  # fmt: skip
-        self.model_source = first.source
+        self.labels = models[0].labels
+        self.pipeline = Pipeline(None, None, settings.pipeline(), heads=[m.head() for m in models])
+        self.model_source = models[0].source
         self.outbox = Outbox(settings.outbox_path, max_messages=settings.outbox_max_messages,
                              synchronous=settings.outbox_sync)  # fmt: skip
         self._events_topic = self.topics.events(settings.site, settings.node)

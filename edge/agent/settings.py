@@ -87,7 +87,7 @@ class AgentSettings(NodeLinkSettings):
     )
     model: ModelChoice = Field(
         default=DEFAULT_CHOICE,
-        description="Classifier: yamnet, mn04 (EfficientAT mn04_as), or both (each window twice).",
+        description="Classifier: yamnet, mn04 (EfficientAT mn04_as) or both; see the README.",
     )
     model_file: Path | None = Field(
         default=None, description="TFLite YAMNet model; the shipped one when unset."

@@ -20,10 +20,10 @@ from tests.dsp.devaudio import require_dev_audio
 GOLDEN: Final = Path(__file__).resolve().parents[1] / "data" / "mn04_golden.npz"
 LOGMEL_TOLERANCE: Final = 5e-4
 """Largest difference allowed between the numpy and the reference log-mel (normalised units;
-measured: 7.4e-5, float64 here against float32 in torch)."""
+measured: 1.4e-4, float64 here against float32 in torch)."""
 SCORE_TOLERANCE: Final = 1e-4
 """Largest score difference allowed between the agent's mn04 and the checkpoint in torch
-(measured: 3.6e-6 end to end)."""
+(measured: 1.2e-6 end to end, 8e-7 for the network alone)."""
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_model_and_class_map_agree(model: mn04.Mn04Model) -> None:
     assert model.version == hashlib.sha256(mn04.DEFAULT_MODEL.read_bytes()).hexdigest()[:12]
 
 
-def test_a_window_of_another_length_is_refused(model: mn04.Mn04Model) -> None:
-    with pytest.raises(ValueError, match="15600 samples"):
-        model(np.zeros(16_000, np.float32))
+def test_audio_of_another_length_is_refused(model: mn04.Mn04Model) -> None:
+    with pytest.raises(ValueError, match="expected 31200 samples"):
+        model(np.zeros(15_600, np.float32))
 
 
 def test_a_missing_model_file_says_so(tmp_path: Path) -> None:
