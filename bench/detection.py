@@ -19,8 +19,19 @@ A ``possible_smoke_alarm`` (YAMNet heard a smoke alarm, no pattern detector conf
 toward an alarm clip's recall (it announced an alarm beeping), is neither hit nor false on a
 synthetic smoke or CO alarm (printed apart), and is false anywhere else.
 
+``--model yamnet,mn04,both`` runs the whole pipeline once per agent model (``soundalert agent
+--model``) on the same stream and prints each one's table, then the models side by side: the
+pipeline's recall and false alerts per hour, and, replayed offline on the half's cached windows
+(``--corpus`` only), each category's recall at equal false alerts (its rule's threshold swept,
+the most found with at most 0, 1 and 3 false alerts in the half). Each model runs with operating
+points fitted for it on the tuning half (``bench.fit_policy --model``; the shipped ones when they
+are that model's), unless ``--policy`` names one policy for all. Each model's scores of every
+stream window are cached (``$SOUNDALERT_CACHE``, else ``$SOUNDALERT_CORPUS/.cache``), so a
+second run classifies nothing.
+
     .venv/bin/python -m bench.detection [--smoke-per-snr 8] [--policy FILE] [--json out.json]
-                                        [--no-patterns]
+                                        [--no-patterns] [--model yamnet,mn04,both]
+                                        [--corpus validation --png out.png]
 """
 
 from __future__ import annotations
@@ -29,8 +40,11 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import dataclasses
+import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -46,6 +60,8 @@ import aiomqtt
 import numpy as np
 import numpy.typing as npt
 
+from edge.agent.model import ModelOutput
+from edge.agent.models import DEFAULT_CHOICE, KINDS, LoadedModel, ModelChoice, load_models
 from edge.agent.service import AgentService
 from edge.agent.settings import AgentSettings
 from edge.agent.sources import read_wav
@@ -359,6 +375,62 @@ class BarrierFn:
         raise RuntimeError("the pipeline did not settle within 60 s")
 
 
+class StreamScores:
+    """One model's classifier, remembering its scores per window (by the window's sha1) in a
+    file named by the model and the stream: a second run of the same stream and model reads
+    them instead of classifying."""
+
+    def __init__(self, model: LoadedModel, where: Path | None) -> None:
+        self._model = model.classifier
+        self._where = where
+        self._known: dict[bytes, npt.NDArray[np.float32]] = {}
+        self.computed = 0
+        if where is not None and where.is_file():
+            with np.load(where) as saved:
+                self._known = dict(zip((bytes(k) for k in saved["keys"]), saved["scores"],
+                                       strict=True))  # fmt: skip
+
+    def __call__(self, window: npt.NDArray[np.float32], /) -> ModelOutput:
+        key = hashlib.sha1(window.tobytes(), usedforsecurity=False).digest()
+        scores = self._known.get(key)
+        if scores is None:
+            scores = np.asarray(self._model(window).scores, np.float32)
+            self._known[key] = scores
+            self.computed += 1
+        return ModelOutput(scores, None)
+
+    def save(self) -> None:
+        if self._where is None or not self.computed:
+            return
+        self._where.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.frombuffer(b"".join(self._known), np.uint8).reshape(len(self._known), -1)
+        tmp = self._where.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, keys=keys, scores=np.stack(list(self._known.values())))
+        tmp.replace(self._where)
+
+
+def _score_cache() -> Path | None:
+    for env, sub in (("SOUNDALERT_CACHE", ""), ("SOUNDALERT_CORPUS", ".cache")):
+        if os.environ.get(env):
+            return Path(os.environ[env]) / sub
+    return None
+
+
+def cached_models(choice: ModelChoice, stream: Stream) -> tuple[list[LoadedModel],
+                                                                list[StreamScores]]:  # fmt: skip
+    """The agent's models for ``choice``, each behind its stream score cache."""
+    root = _score_cache()
+    digest = hashlib.sha256(stream.audio.astype(np.float32).tobytes()).hexdigest()[:16]
+    out, caches = [], []
+    for model in load_models(choice):
+        where = (root / f"stream-{model.kind}-{model.source.version}" / f"{digest}.npz"
+                 if root is not None else None)  # fmt: skip
+        cache = StreamScores(model, where)
+        caches.append(cache)
+        out.append(dataclasses.replace(model, classifier=cache))
+    return out, caches
+
+
 @dataclass
 class RunResult:
     alerts: list[Alert] = field(default_factory=list)
@@ -366,10 +438,17 @@ class RunResult:
     patterns: list[ClassificationEvent] = field(default_factory=list)
     wall_s: float = 0.0
     events: int = 0
+    classified: int = 0
+    """Windows a model classified (the rest came from the stream score cache)."""
 
 
 async def run_pipeline(
-    stream: Stream, policy_file: Path | None, workdir: Path, *, patterns: bool = True
+    stream: Stream,
+    policy_file: Path | None,
+    workdir: Path,
+    *,
+    patterns: bool = True,
+    model: ModelChoice = DEFAULT_CHOICE,
 ) -> RunResult:
     logging.getLogger("edge").setLevel(logging.WARNING)
     broker = Mosquitto(workdir / "mosquitto", users={"service": "secret"},
@@ -406,7 +485,8 @@ async def run_pipeline(
         patterns=patterns,
         delivery="broker",  # detection is measured here; delivery in the tests (issue 11)
     )
-    agent = AgentService(agent_settings, BenchSource(stream, barrier))
+    models, caches = cached_models(model, stream)
+    agent = AgentService(agent_settings, BenchSource(stream, barrier), models=models)
     barrier.agent = agent
 
     async def acknowledge() -> None:
@@ -417,7 +497,7 @@ async def run_pipeline(
             async def listen() -> None:
                 async for message in client.messages:
                     event = ClassificationEvent.model_validate_json(message.payload)
-                    if event.source.kind == "yamnet":
+                    if event.source.kind != "pattern":
                         result.windows.append(event)
                     else:
                         result.patterns.append(event)
@@ -447,6 +527,8 @@ async def run_pipeline(
             ack_task = group.create_task(acknowledge())
             await asyncio.sleep(0.5)
             await agent.run()
+            if agent.failure is not None:
+                raise RuntimeError(f"the agent failed: {agent.failure}")
             result.events = int(agent.metrics.published._value.get())  # noqa: SLF001
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and (  # noqa: ASYNC110 - counters of other tasks
@@ -460,6 +542,9 @@ async def run_pipeline(
     finally:
         broker.kill()
     result.wall_s = time.monotonic() - began
+    for cache in caches:
+        result.classified += cache.computed
+        cache.save()
     return result
 
 
@@ -471,6 +556,7 @@ def _total(metric: object) -> float:
 
 
 def _windows(agent: AgentService) -> int:
+    """Window events the agent publishes (with two models, a classified window is two)."""
     return int(_total(agent.metrics.windows) + _total(agent.metrics.windows_gated))
 
 
@@ -510,15 +596,23 @@ def system_detections(alerts: list[Alert]) -> list[Detection]:
 
 
 def baseline_detections(windows: list[ClassificationEvent]) -> list[Detection]:
+    """The naive app: an alert whenever a window scores >= 0.5 on one of a category's labels
+    (consecutive such windows are one alert; with two models, a window is hot if either
+    model's event for it is)."""
+    by_window: dict[datetime, list[ClassificationEvent]] = defaultdict(list)
+    for event in windows:
+        by_window[event.window_start].append(event)
     out: list[Detection] = []
     active: set[str] = set()
-    for event in sorted(windows, key=lambda e: e.window_start):
+    for start_at in sorted(by_window):
+        group = by_window[start_at]
         hot = {
             cat
             for cat, names in BASELINE_LABELS.items()
+            for event in group
             if any(lb.label in names and lb.score >= BASELINE_SCORE for lb in event.labels)
         }
-        start, end = _seconds(event.window_start), _seconds(event.window_end)
+        start, end = _seconds(start_at), _seconds(group[0].window_end)
         out.extend(Detection(cat, start, end) for cat in sorted(hot - active))
         active = hot
     return out
@@ -736,7 +830,11 @@ def main() -> None:
                         "path,category[,kind] (e.g. realistic synthetic alarms)")  # fmt: skip
     parser.add_argument("--png", type=Path, default=None,
                         help="with --corpus: draw recall vs false alerts/h here")  # fmt: skip
+    parser.add_argument("--model", action="append", default=None,
+                        help="the agent's model(s): yamnet, mn04, both, comma-separated or "
+                        "repeated; each runs the pipeline once (default: the agent's)")  # fmt: skip
     args = parser.parse_args()
+    models = _models(args.model)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     began = time.monotonic()
     if args.corpus is not None:
@@ -749,20 +847,44 @@ def main() -> None:
     else:
         stream = build_stream(args.smoke_per_snr, args.seed)
     print(f"built the stream in {time.monotonic() - began:.0f} s")
-    with tempfile.TemporaryDirectory(prefix="soundalert-bench-") as tmp:
-        result = asyncio.run(
-            run_pipeline(stream, args.policy, Path(tmp), patterns=not args.no_patterns)
-        )
-    figures = report(stream, result)
-    if args.png is not None and args.corpus is not None:
-        from bench.detection_figure import draw  # noqa: PLC0415
+    from bench.model_compare import compare, policy_for, print_comparison  # noqa: PLC0415
 
-        draw(args.png, args.corpus, figures, policy_file=args.policy)
-        print(f"\nwrote {args.png}")
-    if args.dump is not None:
-        dump(args.dump, stream, result)
+    figures: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="soundalert-bench-") as tmp:
+        policies: dict[str, Path | None] = {}
+        for model in models:
+            if args.policy is not None:
+                policies[model], what = args.policy, f"{args.policy}"
+            else:
+                policies[model], what = policy_for(model, Path(tmp))
+            print(f"\n=== model {model}: policy {what} ===")
+            result = asyncio.run(run_pipeline(stream, policies[model], Path(tmp) / model,
+                                              patterns=not args.no_patterns,
+                                              model=model))  # fmt: skip
+            print(f"windows classified: {result.classified} (the rest from the score cache)")
+            figures[model] = report(stream, result)
+            if args.dump is not None:
+                dump(args.dump.with_name(f"{args.dump.stem}-{model}{args.dump.suffix}")
+                     if len(models) > 1 else args.dump, stream, result)  # fmt: skip
+        equal = compare(models, args.corpus, policies) if args.corpus is not None else {}
+        side = print_comparison(figures, equal) if len(models) > 1 or equal else {}
+        if args.png is not None and args.corpus is not None:
+            from bench.detection_figure import draw  # noqa: PLC0415
+
+            draw(args.png, args.corpus, figures, policies, equal)
+            print(f"\nwrote {args.png}")
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+        out = figures[models[0]] if len(models) == 1 else {"models": figures, **side}
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+
+
+def _models(given: list[str] | None) -> list[ModelChoice]:
+    """The models asked for, in the order yamnet, mn04, both."""
+    names = {n.strip() for item in given or [DEFAULT_CHOICE] for n in item.split(",")}
+    unknown = sorted(names - set(KINDS))
+    if unknown:
+        sys.exit(f"detection bench: unknown model(s) {unknown}: use {', '.join(KINDS)}")
+    return [m for m in KINDS if m in names]
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Fit each YAMNet category's operating point on the corpus's tuning half.
+"""Fit each model category's operating point on the corpus's tuning half, for one agent model.
 
-For every category the policy maps YAMNet labels to, a window's *category score* is the highest
-score among the category's labels that the agent reports (its top 10 labels scoring >= 0.05,
-as the agent publishes them). Evidence is pooled over a short event-time span: the category
-confirms when the mean of its ``k`` best window scores within ``W`` seconds reaches ``t``
-(``k = 1`` is the maximum). Windows scoring below ``t / 2`` are not evidence at all (they
-neither count in the mean nor keep an alert alive).
+``--model yamnet|mn04|both`` is what the agent runs (``soundalert agent --model``). For every
+category the policy maps that model's labels to, a window's *category score* is the highest
+score among the category's labels (of the window's model, the policy's label namespace) that the
+agent reports (its top 10 labels scoring >= 0.05, as the agent publishes them); with ``both``
+each window is two pieces of evidence, one per model, as the agent publishes two events.
+Evidence is pooled over a short event-time span: the category confirms when the mean of its
+``k`` best window scores within ``W`` seconds reaches ``t`` (``k = 1`` is the maximum).
+Windows scoring below ``t / 2`` are not evidence at all (they neither count in the mean nor
+keep an alert alive).
 
 The search replays every tuning clip through the same rules the aggregator applies (pooled
 confirmation from :func:`services.aggregator.confirm.pooled_score`, the policy's ``defer_s``,
@@ -20,10 +23,14 @@ alerts stay within the category's budget per hour of tuning audio:
 
 A category with no target in the tuning half is not fitted (its recall cannot be measured): it
 keeps the rule written in the policy, and the fit prints what that rule costs in false alerts.
-The result goes to ``services/aggregator/operating_points.yaml`` (``--write``), which the
-policy names, with what was measured; pattern categories (smoke, CO) are not fitted.
+The result goes to ``services/aggregator/operating_points.yaml`` (``--write``; ``--out FILE``
+elsewhere), which the policy names, with what was measured; pattern categories (smoke, CO) are
+not fitted. The shipped file is fitted for the agent's default model: a category's confirmation
+rule is one for every model (the aggregator pools a node's windows whatever model made them), so
+a node running another model gets that model's labels at the thresholds written in the policy
+and the default model's rule.
 
-    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.fit_policy [--write]
+    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.fit_policy [--model mn04] [--write]
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -43,8 +50,9 @@ import yaml
 from bench.corpus.manifest import MANIFEST, Event, corpus_dir, events, read_manifest
 from bench.corpus.mirror import sha256
 from bench.corpus.truth import credited, excused
-from bench.corpus.windows import ClipPatterns, ClipWindows, YamnetScorer, load_all
+from bench.corpus.windows import ClipPatterns, ClipWindows, load_all, scorer
 from edge.agent.labels import SCORE_DECIMALS
+from edge.agent.models import DEFAULT_CHOICE, KINDS, ModelChoice
 from edge.agent.pipeline import PipelineConfig
 from edge.dsp.reference import SAMPLE_RATE
 from services.aggregator.confirm import pooled_score
@@ -56,6 +64,7 @@ __all__ = [
     "Rule",
     "evaluate",
     "evidence",
+    "load_evidence",
     "main",
     "simulate",
 ]
@@ -111,31 +120,52 @@ def _reported(windows: ClipWindows, top_k: int, min_score: float) -> npt.NDArray
     return out
 
 
-def evidence(
-    clips: list[Event],
-    data: dict[str, tuple[ClipWindows, ClipPatterns]],
-    policy: Policy,
-) -> list[Evidence]:
+ClipData = Mapping[str, tuple[ClipWindows, ClipPatterns]]
+"""Clip id -> its windows (one model's scores) and its pattern detections."""
+
+
+def evidence(clips: list[Event], data: Mapping[str, ClipData], policy: Policy) -> list[Evidence]:
+    """Every clip as the categories see it. ``data``: per model (source kind), every clip's
+    windows; with several models each window is one piece of evidence per model, in time order
+    (the models' windows are the same windows)."""
     config = PipelineConfig()
     out = []
     for clip in clips:
-        windows, patterns = data[clip.clip_id]
-        index = {name: i for i, name in enumerate(windows.labels)}
-        reported = _reported(windows, config.top_k, config.min_label_score)
-        scores = {}
-        for name, cat in policy.categories.items():
-            columns = [index[label] for label in cat.labels.get("yamnet", {}) if label in index]
-            if columns and reported.size:
-                scores[name] = reported[:, columns].max(axis=1)
-            elif columns:
-                scores[name] = np.zeros(0, dtype=np.float32)
+        ends: list[npt.NDArray[np.float64]] = []
+        parts: dict[str, list[npt.NDArray[np.float32]]] = {}
+        for kind, per_clip in data.items():
+            windows, patterns = per_clip[clip.clip_id]
+            index = {name: i for i, name in enumerate(windows.labels)}
+            reported = _reported(windows, config.top_k, config.min_label_score)
+            ends.append(windows.ends_s)
+            for name, cat in policy.categories.items():
+                if not any(cat.labels.get(k) for k in data):
+                    continue
+                columns = [index[label] for label in cat.labels.get(kind, {}) if label in index]
+                column = (reported[:, columns].max(axis=1) if columns and reported.size
+                          else np.zeros(windows.ends_s.size, dtype=np.float32))  # fmt: skip
+                parts.setdefault(name, []).append(column)
+        order = np.argsort(np.concatenate(ends), kind="stable")
+        scores = {name: np.concatenate(columns)[order] for name, columns in parts.items()}
         smoke = [c for k, c in zip(patterns.kinds, patterns.confirmed, strict=True)
                  if k in SMOKE_PATTERNS]  # fmt: skip
         co = [c for k, c in zip(patterns.kinds, patterns.confirmed, strict=True) if k == "t4"]
-        out.append(Evidence(clip, windows.ends_s, scores,
+        out.append(Evidence(clip, np.concatenate(ends)[order], scores,
                             min(smoke) / SAMPLE_RATE if smoke else None,
                             min(co) / SAMPLE_RATE if co else None))  # fmt: skip
     return out
+
+
+def load_evidence(clips: list[Event], corpus: Path, policy: Policy, model: ModelChoice
+                  ) -> tuple[list[Evidence], str]:  # fmt: skip
+    """The clips' evidence for an agent running ``model`` (scores from the cache, computing what
+    it lacks), and the scorers' cache keys."""
+    data, keys = {}, []
+    for kind in KINDS[model]:
+        scoring = scorer(kind)
+        data[kind] = load_all(clips, corpus, scoring)
+        keys.append(scoring.key)
+    return evidence(clips, data, policy), "+".join(keys)
 
 
 def simulate(item: Evidence, category: str, cat: CategoryPolicy, rule: Rule) -> list[float]:
@@ -257,12 +287,19 @@ def base_policy() -> Policy:
     return Policy.model_validate(raw)
 
 
-def fit(items: list[Evidence], policy: Policy, hours: float) -> dict[str, Choice | None]:
-    """Per YAMNet category: its operating point, or None (no target in the half)."""
+def fitted_categories(policy: Policy, model: ModelChoice) -> list[str]:
+    """The categories a fit for ``model`` sets: those with its labels and no pattern labels."""
+    return [name for name, cat in policy.categories.items()
+            if cat.enabled and "pattern" not in cat.labels
+            and any(cat.labels.get(kind) for kind in KINDS[model])]  # fmt: skip
+
+
+def fit(items: list[Evidence], policy: Policy, hours: float, model: ModelChoice = "yamnet"
+        ) -> dict[str, Choice | None]:  # fmt: skip
+    """Per model category: its operating point, or None (no target in the half)."""
     out: dict[str, Choice | None] = {}
-    for name, cat in policy.categories.items():
-        if not cat.enabled or not cat.labels.get("yamnet") or set(cat.labels) != {"yamnet"}:
-            continue
+    for name in fitted_categories(policy, model):
+        cat = policy.categories[name]
         allowed = math.floor(budget(name, cat) * hours + 1e-9)
         out[name] = choose(items, name, cat, allowed)
     return out
@@ -272,7 +309,7 @@ def written_rule_false(items: list[Evidence], name: str, cat: CategoryPolicy) ->
     """False alerts of a category's own written rule (k-of-n counted as its pooled bound is not
     the same rule: replayed with every window of its labels at its threshold as one hit)."""
     rule = Rule(cat.confirm.windows, cat.confirm.within_s, 1.0)  # k hits of score 1
-    threshold = min(r.threshold for r in cat.labels["yamnet"].values())
+    threshold = min(r.threshold for rules in cat.labels.values() for r in rules.values())
     false = 0
     for item in items:
         if name in credited(item.clip) or name in excused(item.clip):
@@ -284,7 +321,7 @@ def written_rule_false(items: list[Evidence], name: str, cat: CategoryPolicy) ->
 
 
 def write(choices: dict[str, Choice | None], policy: Policy, hours: float, scorer: str,
-          path: Path) -> None:  # fmt: skip
+          path: Path, *, model: ModelChoice = "yamnet") -> None:  # fmt: skip
     previous = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
     categories = {}
     for name, choice in choices.items():
@@ -302,7 +339,11 @@ def write(choices: dict[str, Choice | None], policy: Policy, hours: float, score
         if outcome.latencies:
             measured["latency_p50_s"] = round(outcome.p50, 2)
         categories[name] = {
-            "labels": {"yamnet": dict.fromkeys(cat.labels["yamnet"], rule.floor)},
+            "labels": {
+                kind: dict.fromkeys(cat.labels[kind], rule.floor)
+                for kind in KINDS[model]
+                if cat.labels.get(kind)
+            },
             "confirm": {"windows": rule.k, "within_s": rule.within_s, "mean_score": rule.mean},
             "measured": measured,
         }
@@ -313,6 +354,7 @@ def write(choices: dict[str, Choice | None], policy: Policy, hours: float, score
             "corpus_manifest_sha256": sha256(MANIFEST.read_bytes()),
             "half": "tuning",
             "hours": round(hours, 3),
+            "model": model,
             "scorer": scorer,
             "budget_per_hour": {**BUDGET_PER_HOUR, **BUDGET_OVERRIDES},
             "grid": {
@@ -326,28 +368,39 @@ def write(choices: dict[str, Choice | None], policy: Policy, hours: float, score
         "categories": categories,
     }
     header = (
-        "# Fitted operating points: written by `python -m bench.fit_policy --write` (see its\n"
-        "# docstring for the procedure) from the tuning half of bench/corpus/manifest.csv.\n"
+        f"# Fitted operating points for the agent's --model {model}: written by\n"
+        "# `python -m bench.fit_policy --write` (see its docstring for the procedure)\n"
+        "# from the tuning half of bench/corpus/manifest.csv.\n"
         "# default_policy.yaml names this file; do not edit it by hand, fit again.\n"
     )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False, width=100),
                     encoding="utf-8")  # fmt: skip
 
 
+def fit_model(model: ModelChoice, half: str = "tuning"
+              ) -> tuple[dict[str, Choice | None], Policy, float, str, list[Evidence]]:  # fmt: skip
+    """Fit ``model``'s operating points on ``half``: the choices, the policy they start from,
+    the half's hours, the scorers' keys and the evidence."""
+    corpus = corpus_dir()
+    assert corpus is not None
+    clips = [e for e in events(read_manifest()) if e.half == half]
+    policy = base_policy()
+    items, keys = load_evidence(clips, corpus, policy, model)
+    hours = sum(c.seconds for c in clips) / 3600
+    return fit(items, policy, hours, model), policy, hours, keys, items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--write", action="store_true", help=f"write {OPERATING_POINTS.name}")
+    parser.add_argument("--out", type=Path, default=OPERATING_POINTS,
+                        help="with --write: write here instead")  # fmt: skip
     parser.add_argument("--half", default="tuning", help="fit on this half (default tuning)")
+    parser.add_argument("--model", choices=list(KINDS), default=DEFAULT_CHOICE,
+                        help=f"the agent's model (default {DEFAULT_CHOICE})")  # fmt: skip
     args = parser.parse_args()
-    corpus = corpus_dir()
-    assert corpus is not None
-    clips = [e for e in events(read_manifest()) if e.half == args.half]
-    scorer = YamnetScorer()
-    policy = base_policy()
-    items = evidence(clips, load_all(clips, corpus, scorer), policy)
-    hours = sum(c.seconds for c in clips) / 3600
-    choices = fit(items, policy, hours)
-    print(f"{args.half} half: {len(clips)} events, {hours:.2f} h")
+    choices, policy, hours, keys, items = fit_model(args.model, args.half)
+    print(f"{args.half} half: {len(items)} events, {hours:.2f} h; model {args.model} ({keys})")
     print(f"{'category':<22} {'k':>2} {'W s':>4} {'t':>6} {'targets':>7} {'recall':>7} "
           f"{'false':>5} {'false/h':>7} {'p50 s':>6}")  # fmt: skip
     for name, choice in choices.items():
@@ -365,8 +418,8 @@ def main() -> None:
               f"{outcome.targets:>7} {recall:>7} {outcome.false:>5} "
               f"{outcome.false / hours:>7.2f} {p50:>6}")  # fmt: skip
     if args.write:
-        write(choices, policy, hours, scorer.key, OPERATING_POINTS)
-        print(f"wrote {OPERATING_POINTS}")
+        write(choices, policy, hours, keys, args.out, model=args.model)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,18 +4,20 @@ A clip is cut into windows exactly as the agent cuts a stream (0.975 s every 0.4
 quieter than -70 dBFS gated), each window is scored by a :class:`Scorer` (YAMNet by default),
 and the result is stored under ``<cache>/<scorer key>/<sha256 of the clip's WAV>.npz``: the
 same clip and the same model never run twice, across fitting, benchmarks and later comparisons
-of other models (give another :class:`Scorer`). As in the benchmark's stream, where every clip
+of other models (:class:`Mn04Scorer`, which hears 1.95 s ending where every second window
+ends, as the agent runs mn04). As in the benchmark's stream, where every clip
 sits between stretches of silence, the clip is framed by one window of silence on each side,
 so its first and last sounds (and a 1 s clip) are seen by windows that overlap them partly;
 window times are from the clip's start (the first windows start before it). The T3/T4/520 Hz
 pattern detections of each clip are cached the same way, keyed by the detector's source code,
 so a change to the detector recomputes them.
 
-    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.corpus.windows   # fill the cache
+    SOUNDALERT_CORPUS=/tmp/corpus python -m bench.corpus.windows [--model yamnet|mn04]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import inspect
 import os
@@ -37,6 +39,7 @@ __all__ = [
     "GATE_DBFS",
     "ClipPatterns",
     "ClipWindows",
+    "Mn04Scorer",
     "Scorer",
     "YamnetScorer",
     "clip_patterns",
@@ -44,6 +47,7 @@ __all__ = [
     "event_audio",
     "load_all",
     "main",
+    "scorer",
 ]
 
 CACHE_ENV: Final = "SOUNDALERT_CACHE"
@@ -75,6 +79,31 @@ class YamnetScorer:
 
     def __call__(self, window: npt.NDArray[np.float32], /) -> npt.NDArray[np.float32]:
         return self._model(window).scores
+
+
+class Mn04Scorer:
+    """The agent's EfficientAT mn04_as (numpy front end + TFLite): 527 class scores per window."""
+
+    def __init__(self) -> None:
+        from edge.agent import mn04  # noqa: PLC0415 - the interpreter loads lazily
+        from edge.agent.labels import LabelMap  # noqa: PLC0415
+
+        self._model = mn04.Mn04Model()
+        self.labels = LabelMap.from_csv(mn04.DEFAULT_CLASS_MAP).names
+        self.context = self._model.context
+        self.every = self._model.every
+        self.key = f"mn04-{self._model.version}-heard{self.context}-every{self.every}"
+
+    def __call__(self, window: npt.NDArray[np.float32], /) -> npt.NDArray[np.float32]:
+        return self._model(window).scores
+
+
+def scorer(kind: str) -> Scorer:
+    """The scorer of a model's source kind: ``yamnet`` or ``mn04``."""
+    scorers: dict[str, Callable[[], Scorer]] = {"yamnet": YamnetScorer, "mn04": Mn04Scorer}
+    if kind not in scorers:
+        raise ValueError(f"no scorer for model {kind!r} (one of {sorted(scorers)})")
+    return scorers[kind]()
 
 
 @dataclass(frozen=True)
@@ -132,12 +161,20 @@ def _audio(paths: list[Path]) -> npt.NDArray[np.float32]:
 
 
 def _windows(audio: npt.NDArray[np.float32], scorer: Scorer, hop_s: float) -> ClipWindows:
-    windows = Windower(hop_samples(hop_s)).feed(audio)
+    """The windows the scorer classifies, as the agent's pipeline runs it: every ``every``-th
+    (a scorer's attribute, default 1), on the ``context`` samples ending where the window ends
+    (default: the window; silence before the audio)."""
+    every: int = getattr(scorer, "every", 1)
+    context: int = getattr(scorer, "context", WINDOW_SAMPLES)
+    windows = [w for w in Windower(hop_samples(hop_s)).feed(audio) if w.index % every == 0]
     scores = np.zeros((len(windows), len(scorer.labels)), dtype=np.float16)
     gated = np.array([w.level_dbfs < GATE_DBFS for w in windows], dtype=bool)
+    padded = np.concatenate((np.zeros(context, np.float32), audio))
     for i, window in enumerate(windows):
         if not gated[i]:
-            scores[i] = np.clip(scorer(window.samples), 0.0, 1.0)
+            end = window.end_sample
+            heard = window.samples if context == WINDOW_SAMPLES else padded[end : end + context]
+            scores[i] = np.clip(scorer(heard), 0.0, 1.0)
     return ClipWindows(
         np.array([w.start_sample for w in windows], dtype=np.int64),
         np.array([w.level_dbfs for w in windows], dtype=np.float32),
@@ -223,6 +260,10 @@ def load_all(
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Fill the per-window score cache.")
+    parser.add_argument("--model", action="append", choices=("yamnet", "mn04"),
+                        help="model to cache (repeat for both; default yamnet)")  # fmt: skip
+    args = parser.parse_args()
     corpus = corpus_dir()
     assert corpus is not None
     clips = events(read_manifest())
@@ -231,7 +272,9 @@ def main() -> None:
         if done % 50 == 0 or done == total:
             print(f"  {done}/{total} clips")
 
-    load_all(clips, corpus, progress=progress)
+    for kind in args.model or ["yamnet"]:
+        print(kind)
+        load_all(clips, corpus, scorer(kind), progress=progress)
     print(f"cache: {cache_root(corpus)}")
 
 

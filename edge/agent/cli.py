@@ -84,9 +84,16 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
         bool | None, typer.Option("--features/--no-features", help="Add band/frequency features.")
     ] = None,
     model: Annotated[
+        str | None,
+        typer.Option("--model", help="Classifier: yamnet, mn04 or both (default: see README)."),
+    ] = None,
+    model_file: Annotated[
         Path | None,
         typer.Option(
-            "--model", help="TFLite YAMNet model (default: shipped).", exists=True, dir_okay=False
+            "--model-file",
+            help="TFLite YAMNet model (default: shipped).",
+            exists=True,
+            dir_okay=False,
         ),
     ] = None,
     heartbeat: HeartbeatOpt = None,
@@ -127,7 +134,8 @@ def agent_command(  # noqa: PLR0917 - typer passes options as parameters
             top_k=top_k,
             report_floor=report_floor,
             features=features,
-            model_file=model,
+            model=model,
+            model_file=model_file,
             heartbeat_s=heartbeat,
             outbox_file=outbox,
             delivery=delivery,

@@ -4,7 +4,8 @@ Event time is the audio clock: ``stream_start + sample / 16000``. For a file rep
 ``--start-time`` the stream start is that time, so a replay yields the same timestamps *and the
 same event ids*; for live audio it is the wall-clock time of the stream's first sample.
 
-Event ids are ``<node>.<stream start in ms>.<start sample>`` for a window and
+Event ids are ``<node>.<stream start in ms>.<start sample>`` for a YAMNet window,
+``<node>.<stream start in ms>.<model kind>.<start sample>`` for another model's (``mn04``), and
 ``<node>.<stream start in ms>.<kind>.<confirming sample>`` for a pattern detection: unique per
 node and stream, fixed before the event is queued, so a retry, a restart that drains the outbox
 and a deterministic replay all carry the same id and the aggregator counts the event once.
@@ -13,6 +14,7 @@ Windows and pattern detections share one per-node ``seq`` counter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -20,13 +22,26 @@ from edge.agent.pipeline import PatternVerdict, Verdict, WindowVerdict
 from edge.agent.windowing import SAMPLE_RATE
 from schemas.messages import ClassificationEvent, Label, Source
 
-__all__ = ["PATTERN_SOURCE", "EventBuilder", "reportable", "yamnet_source"]
+__all__ = [
+    "MODEL_NAMES",
+    "PATTERN_SOURCE",
+    "EventBuilder",
+    "model_source",
+    "reportable",
+    "yamnet_source",
+]
 
 PATTERN_SOURCE: Final = Source(kind="pattern", model="soundalert-patterns", version="1")
+MODEL_NAMES: Final = {"yamnet": "yamnet", "mn04": "efficientat-mn04_as"}
+"""Source kind (the policy's label namespace) -> the model's name in events."""
+
+
+def model_source(kind: str, version: str) -> Source:
+    return Source(kind=kind, model=MODEL_NAMES[kind], version=version)
 
 
 def yamnet_source(version: str) -> Source:
-    return Source(kind="yamnet", model="yamnet", version=version)
+    return model_source("yamnet", version)
 
 
 def reportable(verdict: Verdict, report_floor: float | None) -> bool:
@@ -48,6 +63,7 @@ class EventBuilder:
         model_source: Source,
         *,
         next_seq: int = 0,
+        more_sources: Sequence[Source] = (),
     ) -> None:
         if stream_start.tzinfo is None:
             raise ValueError("stream_start must be timezone-aware")
@@ -56,6 +72,7 @@ class EventBuilder:
         self.stream_start = stream_start
         self.stream_id = round(stream_start.timestamp() * 1000)
         self.model_source = model_source
+        self._sources = {s.kind: s for s in (model_source, *more_sources)}
         self.next_seq = next_seq
 
     def at(self, sample: int) -> datetime:
@@ -76,14 +93,16 @@ class EventBuilder:
         features = dict(v.features)
         if v.gated:
             features["gated"] = True
+        source = self._sources.get(v.model, self.model_source)
+        model = "" if source.kind == "yamnet" else f"{source.kind}."
         return ClassificationEvent(
-            event_id=f"{self.node}.{self.stream_id}.{v.start_sample}",
+            event_id=f"{self.node}.{self.stream_id}.{model}{v.start_sample}",
             site=self.site,
             node=self.node,
             seq=self._seq(),
-            window_start=self.at(v.start_sample),
+            window_start=self.at(v.start_sample if v.heard_from is None else v.heard_from),
             window_end=self.at(v.end_sample),
-            source=self.model_source,
+            source=source,
             labels=[Label(label=name, score=score) for name, score in v.labels],
             level_dbfs=round(v.level_dbfs, 1),
             features=features,

@@ -20,10 +20,13 @@ from edge.agent.windowing import WINDOW_SAMPLES
 __all__ = [
     "DEFAULT_CLASS_MAP",
     "DEFAULT_MODEL",
+    "MODEL_DIR",
     "ModelError",
     "ModelOutput",
     "YamnetModel",
     "load_interpreter_class",
+    "model_digest",
+    "open_interpreter",
 ]
 
 MODEL_DIR: Final = Path(__file__).with_name("assets")
@@ -55,22 +58,29 @@ def load_interpreter_class() -> Any:
     )
 
 
-def _digest(path: Path) -> str:
+def model_digest(path: Path) -> str:
+    """A model file's version: the first 12 hex digits of its sha256."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def open_interpreter(path: Path, threads: int) -> Any:
+    """A TFLite interpreter on ``path`` with its tensors allocated, or a :class:`ModelError`."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    interpreter_class = load_interpreter_class()
+    try:
+        interp = interpreter_class(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load TFLite model {path}: {exc}") from exc
+    return interp
 
 
 class YamnetModel:
     """YAMNet: a float32 window of 15 600 samples in, class scores (and log-mel) out."""
 
     def __init__(self, path: Path = DEFAULT_MODEL, *, threads: int = 1) -> None:
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist")
-        interpreter_class = load_interpreter_class()
-        try:
-            self._interp = interpreter_class(model_path=str(path), num_threads=threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load TFLite model {path}: {exc}") from exc
+        self._interp = open_interpreter(path, threads)
         inputs = self._interp.get_input_details()
         outputs = self._interp.get_output_details()
         shape = tuple(int(v) for v in inputs[0]["shape"])
@@ -80,7 +90,7 @@ class YamnetModel:
         self._input_shape = shape
         self._scores = int(outputs[0]["index"])
         self._logmel = int(outputs[1]["index"]) if len(outputs) > 1 else None
-        self.version = _digest(path)
+        self.version = model_digest(path)
         self.classes = int(np.prod(outputs[0]["shape"]))
 
     def __call__(self, window: npt.NDArray[np.float32]) -> ModelOutput:

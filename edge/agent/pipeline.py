@@ -4,11 +4,14 @@ Per block of 16 kHz mono audio, :class:`Pipeline` runs
 
 * the windower and level gate (:mod:`edge.agent.windowing`), then the classifier (any callable
   with YAMNet's signature, see :class:`Classifier`) on each window that passes the gate, keeping
-  the top-k labels (:mod:`edge.agent.labels`);
+  the top-k labels (:mod:`edge.agent.labels`); with more models (:class:`Head`), each of them
+  too, one verdict per model (a model may hear a longer span ending where the window ends, and
+  only every n-th window);
 * the deterministic T3/T4/520 Hz temporal-pattern detector (:mod:`edge.dsp.patterns`) on every
   sample, gated or not.
 
-It returns a :class:`WindowVerdict` for every window (gated or not) and a
+It returns a :class:`WindowVerdict` for every window (gated or not; a gated window once, under
+the first model, if that model would have classified it) and per model that classified it, and a
 :class:`PatternVerdict` per detection; :mod:`edge.agent.events` decides which are published and
 turns them into wire messages.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,12 +30,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.agent.features import window_features
 from edge.agent.labels import LabelMap, top_labels
-from edge.agent.windowing import DEFAULT_HOP_S, Windower, hop_samples, to_float32
+from edge.agent.windowing import (
+    DEFAULT_HOP_S,
+    WINDOW_SAMPLES,
+    Windower,
+    hop_samples,
+    to_float32,
+)
 from edge.dsp.patterns import Detection, PatternDetector
 
 __all__ = [
     "Classifier",
     "ClassifierOutput",
+    "Head",
     "PatternVerdict",
     "Pipeline",
     "PipelineConfig",
@@ -87,6 +97,24 @@ class WindowVerdict:
     labels: list[tuple[str, float]]
     inference_s: float | None
     features: dict[str, object] = field(default_factory=dict)
+    model: str = "yamnet"
+    """The source kind of the model that classified it."""
+    heard_from: int | None = None
+    """First sample the model heard, when it heard more than the window (clipped at the stream's
+    start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A model the pipeline runs on windows that pass the gate."""
+
+    kind: str
+    classifier: Classifier
+    labels: LabelMap
+    context: int = WINDOW_SAMPLES
+    """Samples it hears, ending where the window ends (before the stream: silence)."""
+    every: int = 1
+    """It classifies windows ``0, every, 2 * every, ...``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +159,26 @@ class Pipeline:
 
     def __init__(
         self,
-        classifier: Classifier,
-        labels: LabelMap,
+        classifier: Classifier | None,
+        labels: LabelMap | None,
         config: PipelineConfig | None = None,
         *,
         timer: Callable[[], float] = time.perf_counter,
+        heads: Sequence[Head] = (),
     ) -> None:
+        """One YAMNet-like ``classifier`` with its ``labels``, or the models of ``heads``."""
         self.config = config or PipelineConfig()
-        self._classifier = classifier
-        self._labels = labels
+        if heads:
+            self.heads = tuple(heads)
+        elif classifier is not None and labels is not None:
+            self.heads = (Head("yamnet", classifier, labels),)
+        else:
+            raise ValueError("a pipeline needs a classifier and its labels, or heads")
         self._timer = timer
         self._windower = Windower(hop_samples(self.config.hop_s))
+        self._context = max(h.context for h in self.heads)
+        self._history = np.zeros(0, dtype=np.float32)
+        """The stream's latest samples, for models that hear more than a window."""
         self._patterns = PatternDetector() if self.config.patterns else None
         self.stats = PipelineStats()
 
@@ -155,10 +192,12 @@ class Pipeline:
 
     def feed(self, block: npt.ArrayLike) -> list[Verdict]:
         x = to_float32(block)
-        out: list[Verdict] = [
-            self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
-            for w in self._windower.feed(x)
-        ]
+        if self._context > WINDOW_SAMPLES:
+            # Every window this block completes ends after the samples fed before it.
+            self._history = np.concatenate((self._history, x))[-(self._context + x.size) :]
+        out: list[Verdict] = []
+        for w in self._windower.feed(x):
+            out += self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
         if self._patterns is not None:
             for detection in self._patterns.feed(x):
                 self.stats.patterns += 1
@@ -167,7 +206,7 @@ class Pipeline:
 
     def _analyse(
         self, index: int, start: int, samples: npt.NDArray[np.float32], level: float
-    ) -> WindowVerdict:
+    ) -> list[WindowVerdict]:
         cfg = self.config
         stats = self.stats
         stats.windows += 1
@@ -178,11 +217,32 @@ class Pipeline:
         end = start + samples.size
         if level < cfg.gate_dbfs:
             stats.gated += 1
-            return WindowVerdict(index, start, end, level, True, [], None)
-        began = self._timer()
-        output = self._classifier(samples)
-        took = self._timer() - began
-        stats.inference_s.append(took)
-        labels = top_labels(output.scores, self._labels, cfg.top_k, cfg.min_label_score)
-        features = window_features(samples, output.logmel) if cfg.features else {}
-        return WindowVerdict(index, start, end, level, False, labels, took, features)
+            first = self.heads[0]
+            if index % first.every:
+                return []
+            return [WindowVerdict(index, start, end, level, True, [], None,
+                                  model=first.kind)]  # fmt: skip
+        out = []
+        for head in self.heads:
+            if index % head.every:
+                continue
+            heard, heard_from = samples, None
+            if head.context > samples.size:
+                heard, heard_from = self._heard(end, head.context), max(0, end - head.context)
+            began = self._timer()
+            output = head.classifier(heard)
+            took = self._timer() - began
+            stats.inference_s.append(took)
+            labels = top_labels(output.scores, head.labels, cfg.top_k, cfg.min_label_score)
+            features = window_features(samples, output.logmel) if cfg.features else {}
+            out.append(WindowVerdict(index, start, end, level, False, labels, took, features,
+                                     head.kind, heard_from))  # fmt: skip
+        return out
+
+    def _heard(self, end: int, context: int) -> npt.NDArray[np.float32]:
+        """The ``context`` samples of the stream before ``end`` (silence before its start)."""
+        first = self.samples_seen - self._history.size  # stream index of _history[0]
+        lo, hi = end - context - first, end - first
+        if lo >= 0:
+            return self._history[lo:hi]
+        return np.concatenate((np.zeros(-lo, dtype=np.float32), self._history[:hi]))

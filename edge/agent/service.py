@@ -25,7 +25,8 @@ import numpy.typing as npt
 from edge.agent.events import EventBuilder, reportable, yamnet_source
 from edge.agent.labels import LabelMap
 from edge.agent.metrics import AgentMetrics
-from edge.agent.model import DEFAULT_CLASS_MAP, DEFAULT_MODEL, YamnetModel
+from edge.agent.model import DEFAULT_CLASS_MAP
+from edge.agent.models import LoadedModel, load_models
 from edge.agent.pipeline import Classifier, Pipeline, Verdict, WindowVerdict
 from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
 from edge.agent.settings import AgentSettings
@@ -56,18 +57,25 @@ class AgentService:
         model_version: str | None = None,
         labels: LabelMap | None = None,
         metrics: AgentMetrics | None = None,
+        models: list[LoadedModel] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.broker = BrokerUrl.parse(settings.broker.get_secret_value())
         self.topics = Topics(settings.topic_root)
         self.metrics = metrics or AgentMetrics()
-        if classifier is None:
-            model = YamnetModel(settings.model_file or DEFAULT_MODEL, threads=settings.threads)
-            classifier, model_version = model, model.version
-        self.labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
-        self.pipeline = Pipeline(classifier, self.labels, settings.pipeline())
-        self.model_source = yamnet_source(model_version or "unknown")
+        if classifier is not None:  # one YAMNet-like classifier, given
+            labels = labels or LabelMap.from_csv(settings.class_map_file or DEFAULT_CLASS_MAP)
+            given = yamnet_source(model_version or "unknown")
+            models = [LoadedModel("yamnet", classifier, labels, given)]
+        elif models is None:
+            models = load_models(settings.model, threads=settings.threads,
+                                 yamnet_file=settings.model_file,
+                                 yamnet_class_map=settings.class_map_file)  # fmt: skip
+        self.models = models
+        self.labels = models[0].labels
+        self.pipeline = Pipeline(None, None, settings.pipeline(), heads=[m.head() for m in models])
+        self.model_source = models[0].source
         self.outbox = settings.open_outbox(settings.outbox_path)
         self._events_topic = self.topics.events(settings.site, settings.node)
         self._builder: EventBuilder | None = None
@@ -133,7 +141,9 @@ class AgentService:
                 start = utc_now() - timedelta(seconds=lead)
             self._builder = EventBuilder(self.settings.site, self.settings.node, start,
                                          self.model_source,
-                                         next_seq=self.outbox.meta("next_seq"))  # fmt: skip
+                                         next_seq=self.outbox.meta("next_seq"),
+                                         more_sources=[m.source for m in self.models[1:]],
+                                         )  # fmt: skip
         verdicts = self.pipeline.feed(block)
         messages = []
         for verdict in verdicts:
@@ -174,7 +184,7 @@ class AgentService:
         )
 
     def _capabilities(self) -> list[str]:
-        out = ["yamnet", "patterns"] if self.settings.patterns else ["yamnet"]
+        out = [m.kind for m in self.models] + (["patterns"] if self.settings.patterns else [])
         # A replayed file ends by itself: the aggregator does not raise "stopped listening".
         return out if self.source.live else [*out, TRANSIENT]
 

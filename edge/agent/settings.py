@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from edge.agent.models import DEFAULT_CHOICE, ModelChoice
 from edge.agent.pipeline import PipelineConfig
 from edge.agent.publisher import PATTERN_PRIORITY, Delivery, LinkTiming
 from edge.outbox import Outbox
@@ -110,6 +111,10 @@ class AgentSettings(NodeLinkSettings):
     )
     outbox_file: Path | None = Field(
         default=None, description="Outbox SQLite file; default <state_dir>/agent-<node>.outbox."
+    )
+    model: ModelChoice = Field(
+        default=DEFAULT_CHOICE,
+        description="Classifier: yamnet, mn04 (EfficientAT mn04_as) or both; see the README.",
     )
     model_file: Path | None = Field(
         default=None, description="TFLite YAMNet model; the shipped one when unset."

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from edge.agent.demo import write_wav
-from edge.agent.events import EventBuilder, yamnet_source
-from edge.agent.labels import LabelMap
-from edge.agent.model import DEFAULT_CLASS_MAP, YamnetModel
+from edge.agent.events import EventBuilder
+from edge.agent.models import DEFAULT_CHOICE, load_models
 from edge.agent.pipeline import Pipeline
 from edge.agent.sources import WavFileSource
 from edge.dsp import synth
@@ -36,9 +35,12 @@ ENV = {**os.environ, "SOUNDALERT_RECONNECT_MAX_S": "1", "SOUNDALERT_HEARTBEAT_S"
 
 
 async def expected_ids(wav: Path, start: str) -> list[str]:
-    """The event ids an agent replaying ``wav`` from ``start`` publishes, in order."""
-    pipeline = Pipeline(YamnetModel(), LabelMap.from_csv(DEFAULT_CLASS_MAP))
-    builder = EventBuilder("home", "kitchen", datetime.fromisoformat(start), yamnet_source("x"))
+    """The event ids an agent replaying ``wav`` from ``start`` publishes, in order (with the
+    agent's default models)."""
+    models = load_models(DEFAULT_CHOICE)
+    pipeline = Pipeline(None, None, heads=[m.head() for m in models])
+    builder = EventBuilder("home", "kitchen", datetime.fromisoformat(start), models[0].source,
+                           more_sources=[m.source for m in models[1:]])  # fmt: skip
     return [
         builder.build(v).event_id
         async for block in WavFileSource(wav, speed=0).blocks()

@@ -10,7 +10,8 @@ import pytest
 
 from bench.corpus.manifest import CORPUS_ENV, Clip, CorpusMissingError, corpus_dir, events
 from bench.corpus.sources import split
-from bench.fit_policy import Evidence, Rule, simulate
+from bench.corpus.windows import ClipPatterns, ClipWindows
+from bench.fit_policy import Evidence, Rule, evidence, simulate
 from schemas.messages import Alert
 from services.aggregator.policy import Policy
 from tests.aggregator.factories import HOP, T0, WINDOW, event, make_aggregator
@@ -86,3 +87,52 @@ def test_the_fit_replays_a_category_as_the_aggregator_decides_it() -> None:
         round(t, 3) for t in replayed
     ]
     assert len(replayed) == 2  # after the first: hold, cooldown, then a new one
+
+
+MN04 = [0.0, 0.3, 0.4, 0.0, 0.0, 0.2, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 0.6, 0.7]  # fmt: skip
+
+
+def _windows(scores: list[float], labels: tuple[str, ...]) -> ClipWindows:
+    table = np.zeros((len(scores), len(labels)), dtype=np.float16)
+    table[:, labels.index("Doorbell")] = scores
+    starts = np.arange(len(scores), dtype=np.int64) * round(HOP * 16000)
+    return ClipWindows(starts, np.zeros(len(scores), np.float32), table,
+                       np.zeros(len(scores), dtype=bool), labels)  # fmt: skip
+
+
+def test_two_models_are_pooled_as_the_aggregator_pools_a_node_running_both() -> None:
+    """With --model both, every window is two events (one per model, each under its own kind):
+    the fit's evidence interleaves them and its replay raises where the aggregator does."""
+    rule = Rule(k=3, within_s=1.5, mean=0.45)
+    raw = quick_policy().model_dump()
+    doorbell = raw["categories"]["doorbell"]
+    doorbell["labels"] = {kind: {"Doorbell": {"threshold": rule.floor}}
+                          for kind in ("yamnet", "mn04")}  # fmt: skip
+    doorbell["confirm"] = {"windows": rule.k, "within_s": rule.within_s, "mean_score": rule.mean}
+    doorbell["cooldown_s"] = 4.0
+    policy = Policy.model_validate(raw)
+    agg = make_aggregator(policy=policy)
+    raised: list[Alert] = []
+    for i, (first, second) in enumerate(zip(SCORES, MN04, strict=True)):
+        for kind, score in (("yamnet", first), ("mn04", second)):
+            raised += [a for a in agg.handle_event(
+                event(i, label="Doorbell", score=score, kind=kind), T0.timestamp())
+                if a.state == "raised"]  # fmt: skip
+    [target] = events([replace(_clip("d", "r", "doorbell"), half="tuning")])
+    patterns = ClipPatterns((), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                            np.zeros(0, np.float32))  # fmt: skip
+    labels = ("Speech", "Doorbell")
+    data = {kind: {"d": (_windows(scores, labels), patterns)}
+            for kind, scores in (("yamnet", SCORES), ("mn04", MN04))}  # fmt: skip
+    (item,) = evidence([target], data, policy)
+    assert item.ends.size == 2 * len(SCORES)
+    assert np.array_equal(item.ends[::2], item.ends[1::2])
+    assert np.allclose(item.scores["doorbell"][::2], SCORES, atol=1e-3)
+    assert np.allclose(item.scores["doorbell"][1::2], MN04, atol=1e-3)
+    replayed = simulate(item, "doorbell", policy.categories["doorbell"], rule)
+    assert [round((a.raised_at - T0).total_seconds(), 3) for a in raised] == [
+        round(t - (item.ends[0] - WINDOW), 3) for t in replayed
+    ]
+    alone = evidence([target], {"yamnet": data["yamnet"]}, policy)[0]
+    assert len(simulate(alone, "doorbell", policy.categories["doorbell"], rule)) < len(replayed)
