@@ -21,8 +21,10 @@ alerts stay within the category's budget per hour of tuning audio:
 3. then the widest range of thresholds with that recall and budget, taking its middle (a
    margin on both sides for sound the fit has not heard).
 
-A category with no target in the tuning half is not fitted (its recall cannot be measured): it
-keeps the rule written in the policy, and the fit prints what that rule costs in false alerts.
+A category with fewer than ``MIN_TARGETS`` targets in the tuning half is not fitted (a rule fitted
+to two clips is fitted to those clips: the real smoke-alarm gate caught an alarm_beep threshold
+fitted on two alarm clocks firing on a combination alarm's chirps): it keeps the rule written in
+the policy, and the fit prints what that rule costs in false alerts.
 The result goes to ``services/aggregator/operating_points.yaml`` (``--write``; ``--out FILE``
 elsewhere), which the policy names, with what was measured; pattern categories (smoke, CO) are
 not fitted. The shipped file is fitted for the agent's default model: a category's confirmation
@@ -251,10 +253,15 @@ def _grid() -> Iterable[tuple[int, float]]:
                 yield k, span
 
 
+MIN_TARGETS = 10
+"""Targets in the tuning half below which a category keeps its written rule."""
+
+
 def choose(items: list[Evidence], category: str, cat: CategoryPolicy, allowed: int
            ) -> Choice | None:  # fmt: skip
-    """The operating point by the procedure in the module's docstring; None without targets."""
-    if not any(category in credited(i.clip) for i in items):
+    """The operating point by the procedure in the module's docstring; None with fewer than
+    ``MIN_TARGETS`` targets."""
+    if sum(category in credited(i.clip) for i in items) < MIN_TARGETS:
         return None
     best: tuple[tuple[float, ...], Choice] | None = None
     for k, span in _grid():
@@ -296,7 +303,7 @@ def fitted_categories(policy: Policy, model: ModelChoice) -> list[str]:
 
 def fit(items: list[Evidence], policy: Policy, hours: float, model: ModelChoice = "yamnet"
         ) -> dict[str, Choice | None]:  # fmt: skip
-    """Per model category: its operating point, or None (no target in the half)."""
+    """Per model category: its operating point, or None (too few targets in the half)."""
     out: dict[str, Choice | None] = {}
     for name in fitted_categories(policy, model):
         cat = policy.categories[name]
@@ -407,7 +414,7 @@ def main() -> None:
         if choice is None:
             cat = policy.categories[name]
             false = written_rule_false(items, name, cat)
-            print(f"{name:<22} not fitted: no target in this half; its written rule "
+            print(f"{name:<22} not fitted: < {MIN_TARGETS} targets in this half; written rule "
                   f"({cat.confirm.windows} of n within {cat.confirm.within_s:g} s) raises "
                   f"{false} false ({false / hours:.2f}/h)")  # fmt: skip
             continue

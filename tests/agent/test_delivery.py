@@ -49,7 +49,8 @@ async def node_and_aggregator(
     topics = Topics(topic_root)
     async with (
         acking_aggregator(mosquitto.url("service"), topics, "home", "kitchen") as agg,
-        stdin_agent(mosquitto, topic_root, outbox, *extra, env=ENV) as agent,
+        # One model, so that seqs count windows (delivery is what these tests are about).
+        stdin_agent(mosquitto, topic_root, outbox, "--model", "yamnet", *extra, env=ENV) as agent,
     ):
         yield agg, agent
 

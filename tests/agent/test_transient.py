@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -26,4 +27,4 @@ def _capabilities(tmp_path: Path, source: object) -> list[str]:
 def test_a_replay_is_transient_and_a_live_source_is_not(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "a.wav", np.zeros(16000))
     assert TRANSIENT in _capabilities(tmp_path / "file", WavFileSource(wav))
-    assert TRANSIENT not in _capabilities(tmp_path / "stdin", StdinSource())
+    assert TRANSIENT not in _capabilities(tmp_path / "stdin", StdinSource(io.BytesIO()))
