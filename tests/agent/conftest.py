@@ -88,13 +88,13 @@ async def wait_until(predicate: Callable[[], bool], within_s: float, what: str) 
 
 @asynccontextmanager
 async def running_aggregator(
-    mosquitto: Mosquitto, topic_root: str, state_dir: Path
+    mosquitto: Mosquitto, topic_root: str, state_dir: Path, *, client_id: str | None = None
 ) -> AsyncIterator[AggregatorHarness]:
     settings = AggregatorSettings(
         broker=mosquitto.url("service"),
         topic_root=topic_root,
         state_dir=state_dir,
-        client_id=f"aggregator-{uuid.uuid4().hex[:8]}",
+        client_id=client_id or f"aggregator-{uuid.uuid4().hex[:8]}",
     )
     holder: list[AggregatorHarness] = []
     service = AggregatorService(
