@@ -803,7 +803,7 @@ def _checks(
 def dump(path: Path, stream: Stream, result: RunResult) -> None:
     with path.open("w", encoding="utf-8") as out:
         for seg in stream.segments:
-            out.write(json.dumps({"segment": seg.__dict__}) + "\n")
+            out.write(json.dumps({"segment": seg.__dict__}, default=sorted) + "\n")
         for event in [*result.windows, *result.patterns]:
             out.write(json.dumps({"event": json.loads(event.to_json())}) + "\n")
         for alert in result.alerts:
