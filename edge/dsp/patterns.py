@@ -26,7 +26,8 @@ apart (on + off, each 0.5 s +-10 %, plus up to 3 frames of onset jitter at low S
 5 frames of each other (one alarm, one clock) are a cycle, reported as soon as no fourth beep
 came: at the third onset plus the longer period plus ``BEEP_WAIT`` frames, unless the tone rose
 again there or the beeps' bins sound within ``TRAIN_DB`` of them. A cycle whose first beep
-continues an earlier beep's rhythm is part of a longer beep train. Three smoke/CO-band beeps
+continues an earlier beep's rhythm is part of a longer beep train, and one whose last beep gives
+way to a fuller one (``REFRACTORY``) is no cycle. Three smoke/CO-band beeps
 that start with three 520 Hz beeps are that square wave's harmonics: they wait for the 520 Hz
 verdict and are reported only if there is none.
 
@@ -36,11 +37,13 @@ valley, then a fall of ``DIP_DB`` from the peak; a chirp's time is its steepest 
 rise, and a peak starting within ``CHIRP_MERGE`` frames of the last is the same chirp (split
 by a notch of the room's interference). Four chirps on one tone, each ``CHIRP_MIN_WIDTH`` to
 ``CHIRP_MAX_WIDTH`` frames from rise to fall, 10-17 frames apart and within 4 frames of each
-other, make a T4 cycle when no peak on that tone within ``QUIET_DB`` of theirs came in the 2 s
-before or comes in the 3 s after (the pattern's 5 s pause; a ripple in the first ``TAIL``
-frames after the last chirp is its tail). A T3 beep is one long peak: neither a chirp nor
-quiet, so T4 cannot be built from T3 beeps or pieces of them, and an alarm clock's groups of
-four fail the pauses.
+other, their peaks within ``CHIRP_LEVEL_SPREAD_DB`` of each other (one sounder in one place, not a
+knock's decaying echoes or a crash's shards), make a T4 cycle when no peak on that tone within
+``QUIET_DB`` of the quietest of them came in the 2 s before or comes in the 3 s after (the
+pattern's 5 s pause; a ripple in the first ``TAIL`` frames after the last chirp is its tail;
+laughter's "ha-ha-ha-ha" has T4's rhythm but goes on). A T3 beep is one long peak: neither a
+chirp nor quiet, so T4 cannot be built from T3 beeps or pieces of them, and an alarm clock's
+groups of four fail the pauses.
 
 The confidence (per mille, like the firmware) is ``400 + 0.3 * timing fit + 0.3 * strength``,
 where the timing fit is of the periods to nominal and strength grows from 0 at 6 dB to 1000 at
@@ -68,6 +71,7 @@ from edge.dsp.reference import (
 
 __all__ = [
     "BEEP_WAIT",
+    "CHIRP_LEVEL_SPREAD_DB",
     "CHIRP_MAX_WIDTH",
     "CHIRP_MERGE",
     "CHIRP_MIN_WIDTH",
@@ -119,6 +123,7 @@ ATTACK: Final = 6
 """A rise of the tone this soon after another one on the same tone is the same onset..."""
 REFRACTORY: Final = 30
 """...and of two beeps this close on the same tone only the fuller one is a beep."""
+FULLER_DB: Final = 1.0
 MIN_PULSE: Final = 3
 HARMONIC_SLACK: Final = 2
 """Frames between a smoke/CO-band beep's onset and a 520 Hz beep's that make it a harmonic."""
@@ -135,8 +140,10 @@ CHIRP_MIN_WIDTH: Final = 3
 CHIRP_MAX_WIDTH: Final = 16
 CHIRP_MERGE: Final = 8
 """A peak on the tone starting this soon after the last one's start is the same chirp."""
-QUIET_DB: Final = 8.0
-"""A peak on the tone more than this below the chirps' is quiet (a tail's ripple)."""
+CHIRP_LEVEL_SPREAD_DB: Final = 12.0
+"""The four chirps' peaks are this close to each other: one sounder, one place."""
+QUIET_DB: Final = 5.0
+"""A peak on the tone more than this below the quietest chirp is quiet (a tail's ripple)."""
 TAIL: Final = 16
 """A peak this soon after the last chirp ended is its reverberant tail, not another sound."""
 _SNR_FULL_DB: Final = 20.0
@@ -322,8 +329,10 @@ class _BeepMatcher:
         earlier = _recent(self.ring, pulse.tone, 3)
         if earlier and pulse.start - earlier[-1].start < REFRACTORY:
             # Two rises of one beep, or a beep and a sound just before it: keep the fuller.
-            if _fullness(pulse) <= _fullness(earlier[-1]):
+            if not _fuller(pulse, earlier[-1]):
                 return
+            if self.candidate is not None and earlier[-1] in self.candidate.pulses:
+                self.candidate = None  # its last beep was the lesser of two: not a beep
             self.ring.remove(earlier[-1])
             earlier = _recent(self.ring, pulse.tone, 3)
         self.ring.append(pulse)
@@ -381,9 +390,11 @@ class _BeepMatcher:
         return _detection(self.t.kind, c.pulses, frame, timing_pm, cycle)
 
 
-def _fullness(beep: _Pulse) -> tuple[int, float]:
-    """Tonal frames of its first 0.35 s, then its peak level."""
-    return beep.end - beep.start, beep.peak_db
+def _fuller(a: _Pulse, b: _Pulse) -> bool:
+    """Whether beep ``a`` is fuller than ``b``: more tonal frames in its first 0.43 s, or as
+    many and ``FULLER_DB`` louder (two rises of one beep, alike, keep the first)."""
+    wa, wb = a.end - a.start, b.end - b.start
+    return wa > wb if wa != wb else a.peak_db > b.peak_db + FULLER_DB
 
 
 def _coincide(a: list[_Pulse], b: list[_Pulse]) -> bool:
@@ -394,10 +405,10 @@ def _coincide(a: list[_Pulse], b: list[_Pulse]) -> bool:
 
 
 def _loud(peak: _Pulse, chirps: list[_Pulse]) -> bool:
-    """Whether a peak on the chirps' tone is loud enough to be part of their sound (not a
-    reverberant tail's ripple)."""
+    """Whether a peak on the chirps' tone is loud enough to be a sound like theirs: within
+    ``QUIET_DB`` of the quietest of them (not a reverberant tail's ripple)."""
     return (
-        peak.tone.same(chirps[0].tone) and peak.peak_db >= max(q.peak_db for q in chirps) - QUIET_DB
+        peak.tone.same(chirps[0].tone) and peak.peak_db >= min(q.peak_db for q in chirps) - QUIET_DB
     )
 
 
@@ -432,6 +443,9 @@ class _ChirpMatcher:
             return
         if not _periods_fit(_periods(chirps), t.period_min, t.period_max, t.period_spread):
             return
+        levels = [q.peak_db for q in chirps]
+        if max(levels) - min(levels) > CHIRP_LEVEL_SPREAD_DB:
+            return  # one sounder's chirps, not a knock's decaying echoes or a crash's shards
         first = chirps[0].start
         if any(first - t.quiet_before < q.start < first and _loud(q, chirps) for q in self._ring):
             return

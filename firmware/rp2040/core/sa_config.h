@@ -28,6 +28,7 @@
 #define SA_OFF_CDB 1000
 #define SA_ATTACK 6           /* a rise this soon after one on the same tone is that onset */
 #define SA_REFRACTORY 30      /* a beep this soon after one on the same tone is part of it */
+#define SA_FULLER_CDB 100     /* a later rise of one beep this much louder replaces the first */
 #define SA_MIN_PULSE 3
 #define SA_TRAIN_CDB 600      /* the beeps' bins this loud where a fourth beep would be */
 #define SA_BEEP_WAIT 4        /* frames past a fourth beep's expected onset */
@@ -39,7 +40,8 @@
 #define SA_CHIRP_MIN_WIDTH 3
 #define SA_CHIRP_MAX_WIDTH 16
 #define SA_CHIRP_MERGE 8      /* a peak this soon after the last one's start is that chirp */
-#define SA_QUIET_CDB 800      /* a peak this far below the chirps' is quiet */
+#define SA_CHIRP_LEVEL_SPREAD_CDB 1200 /* the four chirps' peaks this close: one sounder */
+#define SA_QUIET_CDB 500      /* a peak this far below the quietest chirp is quiet */
 #define SA_TAIL 16            /* a peak this soon after the last chirp is its tail */
 
 #define SA_MAX_BIN_SPREAD 2   /* bins of one tone (peak or partial) */

@@ -139,12 +139,13 @@ static void detection(sa_detector_t kind, const sa_pulse_t *q, int n, uint32_t n
 
 /* ---- beeps ---------------------------------------------------------------------------- */
 
-/* Whether beep a is fuller than b: more tonal frames in its first 0.35 s, then louder. */
+/* Whether beep a is fuller than b: more tonal frames in its first 0.43 s, or as many and
+ * SA_FULLER_CDB louder (two rises of one beep, alike, keep the first). */
 static bool fuller(const sa_pulse_t *a, const sa_pulse_t *b)
 {
     uint32_t wa = a->end - a->start;
     uint32_t wb = b->end - b->start;
-    return wa != wb ? wa > wb : a->peak_cdb > b->peak_cdb;
+    return wa != wb ? wa > wb : a->peak_cdb > b->peak_cdb + SA_FULLER_CDB;
 }
 
 /* Removes the newest ring entry on `tone` that starts at `start`. */
@@ -168,6 +169,12 @@ static void beeps_closed(sa_beeps_t *m, const sa_pulse_t *pulse)
         /* Two rises of one beep, or a beep and a sound just before it: keep the fuller. */
         if (!fuller(pulse, &earlier[n - 1])) {
             return;
+        }
+        for (int i = 0; m->pending && i < 3; i++) {
+            if (m->cand[i].start == earlier[n - 1].start &&
+                same_tone(m->cand[i].tone, earlier[n - 1].tone)) {
+                m->pending = false; /* its last beep was the lesser of two: not a beep */
+            }
         }
         ring_remove(m->ring, &m->count, pulse->tone, earlier[n - 1].start);
         n = recent(m->ring, m->count, pulse->tone, 3, earlier);
@@ -265,14 +272,15 @@ static bool beeps_step(sa_beeps_t *m, uint32_t frame, const sa_onset_t *onsets, 
 
 /* ---- chirps --------------------------------------------------------------------------- */
 
-/* Whether a peak on the chirps' tone is loud enough to be part of their sound. */
+/* Whether a peak on the chirps' tone is loud enough to be a sound like theirs: within
+ * SA_QUIET_CDB of the quietest of them (not a reverberant tail's ripple). */
 static bool loud(const sa_pulse_t *peak, const sa_pulse_t *chirps, int n)
 {
-    int32_t loudest = chirps[0].peak_cdb;
+    int32_t quietest = chirps[0].peak_cdb;
     for (int i = 1; i < n; i++) {
-        loudest = chirps[i].peak_cdb > loudest ? chirps[i].peak_cdb : loudest;
+        quietest = chirps[i].peak_cdb < quietest ? chirps[i].peak_cdb : quietest;
     }
-    return same_tone(peak->tone, chirps[0].tone) && peak->peak_cdb >= loudest - SA_QUIET_CDB;
+    return same_tone(peak->tone, chirps[0].tone) && peak->peak_cdb >= quietest - SA_QUIET_CDB;
 }
 
 static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *peak)
@@ -314,6 +322,15 @@ static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *peak)
     uint32_t mx;
     if (!periods_fit(chirps, k, t->period_min, t->period_max, t->period_spread, &mn, &mx)) {
         return;
+    }
+    int32_t lowest = chirps[0].peak_cdb;
+    int32_t highest = chirps[0].peak_cdb;
+    for (int i = 1; i < k; i++) {
+        lowest = chirps[i].peak_cdb < lowest ? chirps[i].peak_cdb : lowest;
+        highest = chirps[i].peak_cdb > highest ? chirps[i].peak_cdb : highest;
+    }
+    if (highest - lowest > SA_CHIRP_LEVEL_SPREAD_CDB) {
+        return; /* one sounder's chirps, not a knock's decaying echoes or a crash's shards */
     }
     uint32_t first = chirps[0].start;
     for (int i = 0; i < m->count; i++) {
