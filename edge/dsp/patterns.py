@@ -36,8 +36,9 @@ tone's level (the search band's power on tonal frames): a rise of ``DIP_DB`` fro
 valley, then a fall of ``DIP_DB`` from the peak; a chirp's time is its steepest one-frame
 rise, and a peak starting within ``CHIRP_MERGE`` frames of the last is the same chirp (split
 by a notch of the room's interference). Four chirps on one tone, each ``CHIRP_MIN_WIDTH`` to
-``CHIRP_MAX_WIDTH`` frames from rise to fall, 10-17 frames apart and within 4 frames of each
-other, their peaks within ``CHIRP_LEVEL_SPREAD_DB`` of each other (one sounder in one place, not a
+``CHIRP_MAX_WIDTH`` frames from rise to fall, on a regular grid (a least-squares period of 10-17
+frames, each chirp within 2.5 frames of it: a reverberant room blurs single rises, not the
+rhythm), their peaks within ``CHIRP_LEVEL_SPREAD_DB`` of each other (one sounder in one place, not a
 knock's decaying echoes or a crash's shards), make a T4 cycle when no peak on that tone within
 ``QUIET_DB`` of the quietest of them came in the 2 s before or comes in the 3 s after (the
 pattern's 5 s pause; a ripple in the first ``TAIL`` frames after the last chirp is its tail;
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import pairwise
 from typing import Final, Literal
 
@@ -174,7 +176,9 @@ class ChirpTiming:
     period_min: int
     period_max: int
     period_nominal_ms: int
-    period_spread: int
+    jitter: float
+    """Frames a chirp's time may stray from its cycle's regular grid (a reverberant room blurs
+    where a chirp rises)."""
     quiet_before: int
     quiet_after: int
     cycle_gap_max: int
@@ -182,7 +186,7 @@ class ChirpTiming:
 
 T3_TIMING: Final = BeepTiming("t3", 52, 73, 1000, 5, 156)
 LF520_TIMING: Final = BeepTiming("lf520", 52, 73, 1000, 5, 156)
-T4_TIMING: Final = ChirpTiming("t4", 4, 10, 17, 200, 4, 125, 188, 375)
+T4_TIMING: Final = ChirpTiming("t4", 4, 10, 17, 200, 2.5, 125, 188, 375)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +273,20 @@ def _periods(pulses: list[_Pulse]) -> list[int]:
 
 def _periods_fit(periods: list[int], lo: int, hi: int, spread: int) -> bool:
     return all(lo <= p <= hi for p in periods) and max(periods) - min(periods) <= spread
+
+
+def _on_grid(pulses: list[_Pulse], lo: int, hi: int, jitter: float) -> bool:
+    """Whether the pulses' times lie on a regular grid: the least-squares period within
+    [``lo``, ``hi``] frames and every time within ``jitter`` frames of the fitted line (exact
+    rationals, as the firmware's integers)."""
+    n = len(pulses)
+    times = [q.start for q in pulses]
+    period = Fraction(6 * sum((2 * i - n + 1) * t for i, t in enumerate(times)), n * (n * n - 1))
+    mean = Fraction(sum(times), n)
+    return lo <= period <= hi and all(
+        abs(t - mean - Fraction(2 * i - n + 1, 2) * period) <= Fraction(jitter)
+        for i, t in enumerate(times)
+    )
 
 
 def _recent(ring: deque[_Pulse], tone: _Tone, n: int) -> list[_Pulse]:
@@ -441,7 +459,7 @@ class _ChirpMatcher:
         chirps = [*earlier, chirp]
         if any(not CHIRP_MIN_WIDTH <= q.end - q.start <= CHIRP_MAX_WIDTH for q in chirps):
             return
-        if not _periods_fit(_periods(chirps), t.period_min, t.period_max, t.period_spread):
+        if not _on_grid(chirps, t.period_min, t.period_max, t.jitter):
             return
         levels = [q.peak_db for q in chirps]
         if max(levels) - min(levels) > CHIRP_LEVEL_SPREAD_DB:

@@ -8,7 +8,7 @@
  * pause). */
 const sa_beep_timing_t sa_t3_timing = {SA_DET_T3, 52, 73, 1000, 5, 156};
 const sa_beep_timing_t sa_lf520_timing = {SA_DET_LF520, 52, 73, 1000, 5, 156};
-const sa_chirp_timing_t sa_t4_timing = {SA_DET_T4, 4, 10, 17, 200, 4, 125, 188, 375};
+const sa_chirp_timing_t sa_t4_timing = {SA_DET_T4, 4, 10, 17, 200, 5, 125, 188, 375};
 
 const char *sa_detector_name(sa_detector_t kind)
 {
@@ -98,6 +98,35 @@ static bool periods_fit(const sa_pulse_t *q, int n, uint32_t lo, uint32_t hi, ui
     *min_out = mn;
     *max_out = mx;
     return mx - mn <= spread;
+}
+
+/* Whether the pulses' times lie on a regular grid: the least-squares period within [lo, hi]
+ * frames and every time within jitter_half / 2 frames of the fitted line. With x = i - (n-1)/2,
+ * the period is sum(x t) / sum(x^2) = 6 w / (n (n^2 - 1)) for w = sum((2i - n + 1) t); all in
+ * units of 1 / (n (n^2 - 1)) frames, exactly. */
+static bool on_grid(const sa_pulse_t *q, int n, uint32_t lo, uint32_t hi, uint32_t jitter_half)
+{
+    int64_t scale = (int64_t)n * (n * n - 1); /* 60 for four chirps */
+    int64_t w = 0;
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t t = (int64_t)(q[i].start - q[0].start);
+        w += (2 * i - n + 1) * t;
+        sum += t;
+    }
+    int64_t period = 6 * w; /* the period, times scale */
+    if (period < (int64_t)lo * scale || period > (int64_t)hi * scale) {
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t t = (int64_t)(q[i].start - q[0].start);
+        /* (t - mean - (i - (n-1)/2) period) * scale * 2n, kept integral */
+        int64_t r = 2 * n * t * scale - 2 * sum * scale - (2 * i - n + 1) * n * period;
+        if ((r < 0 ? -r : r) > (int64_t)jitter_half * n * scale) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static uint16_t cycles_next(sa_cycles_t *c, uint32_t gap_max, uint32_t first_start,
@@ -318,9 +347,7 @@ static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *peak)
             return;
         }
     }
-    uint32_t mn;
-    uint32_t mx;
-    if (!periods_fit(chirps, k, t->period_min, t->period_max, t->period_spread, &mn, &mx)) {
+    if (!on_grid(chirps, k, t->period_min, t->period_max, t->jitter_half_frames)) {
         return;
     }
     int32_t lowest = chirps[0].peak_cdb;

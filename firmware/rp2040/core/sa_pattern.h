@@ -22,7 +22,8 @@ typedef struct {
 typedef struct {
     sa_detector_t kind;
     uint8_t chirps;
-    uint16_t period_min, period_max, period_nominal_ms, period_spread;
+    uint16_t period_min, period_max, period_nominal_ms;
+    uint16_t jitter_half_frames; /* a chirp's time this far from its cycle's regular grid */
     uint16_t quiet_before, quiet_after, cycle_gap_max;
 } sa_chirp_timing_t;
 
