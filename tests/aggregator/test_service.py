@@ -19,6 +19,7 @@ from soundalert.mqtt import BrokerUrl, make_client
 from tests.aggregator.conftest import listening, running
 from tests.aggregator.factories import event, status
 from tests.support.mosquitto import Mosquitto
+from tests.support.nats import NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +39,13 @@ def _events(topics: Topics, indices: list[int], **kw: object) -> list[tuple[str,
 
 
 async def test_events_raise_one_alert_and_duplicates_do_not(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+    broker: Mosquitto | NatsServer, broker_settings: AggregatorSettings
 ) -> None:
-    topics = Topics(agg_settings.topic_root)
-    service = AggregatorService(agg_settings)
-    async with running(service), listening(mosquitto.url("service"), topics) as listener:
+    topics = Topics(broker_settings.topic_root)
+    service = AggregatorService(broker_settings)
+    async with running(service), listening(broker.url("service"), topics) as listener:
         batch = _events(topics, [0, 1, 2, 3])
-        await _publish(mosquitto.url("kitchen"), batch + batch)
+        await _publish(broker.url("kitchen"), batch + batch)
         alert = await listener.wait_for(lambda a: a.category == "smoke_alarm")
         await asyncio.sleep(0.5)
     raised = [a for a in listener.alerts if a.category == "smoke_alarm"]
