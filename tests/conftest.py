@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import Mosquitto, TlsFiles
-from tests.support.nats import NatsServer
+from tests.support.nats import Broker, NatsServer
 
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
@@ -69,6 +69,15 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosquitto
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def mqtt_broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker a test's services connect to: ``broker`` (Mosquitto, then NATS) when the
+    test asks for it, else ``mosquitto``; package fixtures build settings on this one."""
+    name = "broker" if "broker" in request.fixturenames else "mosquitto"
+    server: Broker = request.getfixturevalue(name)
+    return server
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Store
 from soundalert.mqtt import BrokerUrl, make_client
 from tests.aggregator import factories
-from tests.support.mosquitto import Mosquitto, free_port
-from tests.support.nats import NatsServer
+from tests.support.mosquitto import free_port
+from tests.support.nats import Broker
 from tests.support.policy import quick_policy_file
 
 _OPEN_AT_ONCE = 16  # a property test opens hundreds of stores; PostgreSQL allows 100 sessions
@@ -58,21 +58,10 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> AggregatorSettings:
-    return _settings(mosquitto.url("service"), topic_root, tmp_path)
-
-
-@pytest.fixture
-def broker_settings(
-    broker: Mosquitto | NatsServer, topic_root: str, tmp_path: Path
-) -> AggregatorSettings:
-    """Aggregator settings on the ``broker`` fixture (Mosquitto, then NATS)."""
-    return _settings(broker.url("service"), topic_root, tmp_path)
-
-
-def _settings(url: str, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+def agg_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+    """On ``mosquitto``, or on each ``broker`` when the test asks for that fixture."""
     return AggregatorSettings(
-        broker=url,
+        broker=mqtt_broker.url("service"),
         topic_root=topic_root,
         state_dir=tmp_path / "state",
         policy_file=quick_policy_file(tmp_path / "policy"),

@@ -15,8 +15,7 @@ from services.aggregator.store_pg import PostgresStore
 from soundalert.mqtt import BrokerUrl, make_client
 from tests.aggregator.conftest import listening, running
 from tests.aggregator.factories import event
-from tests.support.mosquitto import Mosquitto
-from tests.support.nats import NatsServer
+from tests.support.nats import Broker
 from tests.support.postgres import unique_schema
 
 pytestmark = pytest.mark.integration
@@ -78,10 +77,10 @@ def test_a_bad_schema_name_is_refused_before_any_sql(pg_url: str) -> None:
 
 
 async def test_the_service_on_postgresql_alerts_and_keeps_its_state_there(
-    broker: Mosquitto | NatsServer, broker_settings: AggregatorSettings, pg_url: str
+    broker: Broker, agg_settings: AggregatorSettings, pg_url: str
 ) -> None:
     schema = unique_schema()
-    settings = broker_settings.model_copy(update={"database_url": pg_url,
+    settings = agg_settings.model_copy(update={"database_url": pg_url,
                                                   "database_schema": schema})  # fmt: skip
     topics = Topics(settings.topic_root)
     service = AggregatorService(settings)

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.mosquitto import end_process, free_port
+from tests.support.mosquitto import Mosquitto, end_process, free_port
 
-__all__ = ["NATS_SERVER", "NatsServer"]
+__all__ = ["NATS_SERVER", "Broker", "NatsServer"]
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -111,3 +111,7 @@ class NatsServer:
 
     def nats_url(self, user: str) -> str:
         return f"nats://{user}:{self.users[user]}@127.0.0.1:{self.port}"
+
+
+Broker = Mosquitto | NatsServer
+"""Either broker of the ``broker`` fixture (both have ``url(user)``, ``kill``, ``start``)."""
