@@ -22,7 +22,7 @@ from psycopg import pq
 
 from services.aggregator.store import Publication, Store
 
-__all__ = ["PostgresStore", "redact"]
+__all__ = ["PartitionTaken", "PostgresStore", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+class PartitionTaken(Exception):  # noqa: N818 - a state, not a failure
+    """Another process holds this store's lock (it owns the partition)."""
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs."""
     parts = urlsplit(url)
@@ -105,12 +109,16 @@ class PostgresStore(Store):
     errors = (psycopg.Error,)
     _location_sql = "(a.payload::jsonb ->> 'location')"
 
-    def __init__(self, url: str, *, schema: str = "public") -> None:
+    def __init__(self, url: str, *, schema: str = "public", lock: int | None = None) -> None:
+        """``lock``: hold this PostgreSQL advisory lock on the connection that reads and commits
+        (:class:`PartitionTaken` when another session holds it). It goes with the connection:
+        after a lost connection the store commits again only if it gets the lock back."""
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _")
         self.path = None
         self.url = url
         self.schema = schema
+        self.lock = lock
         self._sql: dict[str, str] = {}
         self._pg = self._connect()
         with self._pg.transaction():
@@ -125,6 +133,11 @@ class PostgresStore(Store):
         # Transactions are ours (BEGIN in _write, COMMIT in commit), as on SQLite.
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
                                      options=f"-c search_path={self.schema}")  # fmt: skip
+        if self.lock is not None:
+            row = connection.execute("SELECT pg_try_advisory_lock(%s)", (self.lock,)).fetchone()
+            if row is None or not row[0]:
+                connection.close()
+                raise PartitionTaken(f"schema {self.schema}: lock {self.lock} is held elsewhere")
         log.info("state in PostgreSQL %s, schema %s", redact(self.url), self.schema)
         return connection
 
