@@ -247,8 +247,11 @@ async def bench(args: argparse.Namespace) -> None:
             for proc in run.aggregators if run else []:
                 if proc.poll() is None:
                     proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
+                try:
                     proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
             for connection in connections:
                 with contextlib.suppress(Exception):
                     await connection.close()
@@ -323,6 +326,9 @@ async def _run_phases(args: argparse.Namespace, run: Run) -> None:
                                f"{leader})")  # fmt: skip
             asyncio.create_task(_leader_back(run, victim.name, killed_at))  # noqa: RUF006
         elif phase.name == "aggregator-killed":
+            owned = [len(line["partitions"]) for i in range(AGGREGATORS)
+                     for line in _stats(run.work / f"agg{i}.jsonl")[-1:]]  # fmt: skip
+            run.killed_agg = max(range(len(owned)), key=owned.__getitem__)  # the busiest one
             run.aggregators[run.killed_agg].send_signal(signal.SIGKILL)
             run.failover["aggregator_killed_at"] = time.time()
             phase.notes.append(f"killed aggregator agg{run.killed_agg}")

@@ -13,13 +13,17 @@ Ownership and takeover:
 * a partition is owned by whoever holds its PostgreSQL advisory lock, taken on the connection
   that commits the partition's state: a process that dies (or loses that connection) loses the
   lock with it, and can never commit to a partition it no longer owns;
-* every aggregator tries, each ``claim_every_s``, to lock the partitions nobody holds (its own
-  preferred ones at once, any other after ``takeover_after_s`` without an owner);
-* the owner reads the partition's durable consumer from the stream, commits each batch's
-  effects and only then acknowledges it. A new owner recreates the consumer at the ack floor,
-  so what the dead one had fetched but not acknowledged is delivered again at once, in order;
-  events it had committed are recognised by their event_id (the ``events`` table) and counted
-  as duplicates, and the alert state it committed is the state the new owner starts from.
+* every aggregator tries, each ``claim_every_s``, to lock its own preferred partitions, and
+  every ``takeover_after_s`` each of the others (a dead owner's partitions are claimed within
+  about that long; a preferred owner that comes back gets them when they are free again);
+* the owner commits each batch's effects together with the stream sequence of its last event
+  (in the partition's schema), and only then acknowledges the batch. A new owner creates a
+  consumer of its own starting right after that sequence, so what the dead one had fetched but
+  not committed is delivered again at once, in order, and nothing committed is applied twice;
+  an event that comes twice anyway (a node sent it twice) is recognised by its event_id (the
+  ``events`` table) and counted as a duplicate. The alert state the dead owner committed is
+  the state the new owner starts from. Consumers are replicated like the stream (one
+  replica lives on only one server: when that server died, its partition stalled unseen).
 
 Alerts are published, from each partition's outbox, as plain NATS messages on
 ``soundalert.v1.<site>.alerts`` (MQTT subscribers of ``soundalert/v1/<site>/alerts`` receive
@@ -36,6 +40,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +50,6 @@ import psycopg
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,6 +75,8 @@ log = logging.getLogger(__name__)
 EVENTS_STREAM = "EVENTS"
 _LOCK_BASE = 0x5A_0000  # advisory lock keys: _LOCK_BASE + partition
 _BATCH = 256
+_SEQ_KEY = "stream_seq"  # meta: the last stream sequence whose effects are committed
+_FETCH_FAILURES = 5  # fetches failing in a row before the consumer is made again
 
 
 def partition_mapping(partitions: int) -> dict[str, str]:
@@ -129,6 +135,7 @@ class _Partition:
     core: Aggregator
     subscription: JetStreamContext.PullSubscription
     claimed_at: float
+    js: JetStreamContext
     first_event_at: float | None = None
     processed: int = 0
 
@@ -193,8 +200,11 @@ class HostedAggregator:
         finally:
             for number in list(self.partitions):
                 self._release(number)
-            await self._nc.drain()
             self._write_stats()
+            try:
+                await asyncio.wait_for(self._nc.drain(), 5.0)
+            except (TimeoutError, nats.errors.Error):
+                await self._nc.close()
 
     # -- ownership ---------------------------------------------------------------------------
     async def _claim(self, js: JetStreamContext) -> list[int]:
@@ -220,13 +230,14 @@ class HostedAggregator:
                 log.exception("cannot open partition %d's state", number)
                 continue
             try:
-                subscription = await _resume_consumer(js, number)
+                subscription = await _resume_consumer(js, number, store, self.settings.name)
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning("partition %d: cannot resume its consumer (%s); retrying", number, exc)
                 store.close()  # and its lock: whoever gets there first takes it
                 continue
             core = Aggregator(self.policy, store, self.metrics)
-            self.partitions[number] = _Partition(number, store, core, subscription, time.time())
+            self.partitions[number] = _Partition(number, store, core, subscription, time.time(),
+                                                 js=js)  # fmt: skip
             self.counters.claims.append({"partition": number, "at": time.time()})
             log.info("%s owns partition %d", self.settings.name, number)
             claimed.append(number)
@@ -248,19 +259,29 @@ class HostedAggregator:
             log.exception("partition %d stopped; giving it up", number)
 
     async def _consume_until_lost(self, part: _Partition) -> None:
+        failures = 0
         while True:
             try:
                 messages = await part.subscription.fetch(_BATCH, timeout=0.5)
             except TimeoutError:  # nothing new (nats-py's own TimeoutError is one too)
                 continue
-            except nats.errors.Error as exc:  # reconnecting to another server: wait for it
-                log.warning("partition %d: fetch failed (%s); retrying", part.number, exc)
+            except nats.errors.Error as exc:  # reconnecting, or the consumer's server is gone
+                failures += 1
+                log.warning("partition %d: fetch failed (%s)", part.number, exc)
                 await asyncio.sleep(0.2)
+                if failures >= _FETCH_FAILURES:
+                    with contextlib.suppress(TimeoutError, nats.errors.Error, nats.js.errors.Error):
+                        part.subscription = await _resume_consumer(
+                            part.js, part.number, part.store, self.settings.name)  # fmt: skip
+                        failures = 0
                 continue
+            failures = 0
             now = time.time()
             alerts: list[Alert] = []
             for message in messages:
                 alerts += self._handle(part, message.subject, message.data, now)
+            if messages:
+                part.store.set_meta(_SEQ_KEY, str(messages[-1].metadata.sequence.stream))
             if not self._commit(part):
                 return  # not ours any more (the lock went with the connection)
             for message in messages:
@@ -375,28 +396,25 @@ async def _ensure_stream(js: JetStreamContext, *, replicas: int) -> None:
             return
 
 
-async def _resume_consumer(js: JetStreamContext, number: int) -> JetStreamContext.PullSubscription:
-    """The partition's durable consumer, recreated at its ack floor: whatever a previous owner
-    fetched and did not acknowledge is delivered again now, in stream order."""
-    durable = f"agg-p{number}"
-    start: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
-    with contextlib.suppress(NotFoundError):
-        info = await js.consumer_info(EVENTS_STREAM, durable)
-        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
-                 "opt_start_seq": (floor or 0) + 1}  # fmt: skip
-        await js.delete_consumer(EVENTS_STREAM, durable)
+async def _resume_consumer(
+    js: JetStreamContext, number: int, store: PostgresStore, owner: str
+) -> JetStreamContext.PullSubscription:
+    """A consumer of the partition that starts right after the last stream sequence whose
+    effects the store committed, removed by the servers a minute after its owner stops
+    fetching (a dead owner's consumers clean themselves up)."""
+    committed = store.meta(_SEQ_KEY)
+    start: dict[str, Any] = (
+        {"deliver_policy": DeliverPolicy.ALL} if committed is None
+        else {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
+              "opt_start_seq": int(committed) + 1}
+    )  # fmt: skip
+    durable = f"agg-p{number}-{owner}-{uuid.uuid4().hex[:8]}"
     await js.add_consumer(
         EVENTS_STREAM,
-        ConsumerConfig(
-            durable_name=durable,
-            filter_subject=f"sa.events.{number}.>",
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            max_ack_pending=20_000,
-            **start,
-        ),
-    )
+        ConsumerConfig(durable_name=durable, filter_subject=f"sa.events.{number}.>",
+                       ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=20_000,
+                       inactive_threshold=60.0, **start),
+    )  # fmt: skip
     return await js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
 
 

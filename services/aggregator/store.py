@@ -134,6 +134,7 @@ _SAVE_NODE = upsert("nodes", _NODE_COLUMNS, "site, node")
 _SAVE_ALERT = upsert("alerts", "alert_id, site, category, active, state, payload, internal",
                      "alert_id")  # fmt: skip
 _SET_COUNTER = upsert("counters", "name, value", "name")
+_SET_META = upsert("meta", "key, value", "key")
 _SET_COOLDOWN = upsert("cooldowns", "site, category, until", "site, category")
 
 
@@ -364,6 +365,17 @@ class Store:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(str(self.path), check_same_thread=False)
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A value the service keeps with its state (the hosted mode: the last stream sequence
+        whose effects are committed), or ``None``."""
+        row = self._x("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set it in the current transaction: it commits with the effects it describes."""
+        self._write(_SET_META, (key, value))
 
     # -- nodes -------------------------------------------------------------------------------
     def nodes(self) -> list[NodeRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from services.aggregator.store import AlertRow, StorageError
 from services.aggregator.store_pg import PostgresStore
 from soundalert.mqtt import BrokerUrl, make_client
 from tests.aggregator.conftest import listening, running
-from tests.aggregator.factories import event
+from tests.aggregator.factories import event, make_aggregator
 from tests.support.nats import Broker
 from tests.support.postgres import unique_schema
 
@@ -97,3 +98,24 @@ async def test_the_service_on_postgresql_alerts_and_keeps_its_state_there(
     assert [a.alert_id for a in stored.alerts(active=True)] == [alert.alert_id]
     assert stored.row_counts()["events"] == 4
     stored.close()
+
+
+@pytest.mark.usefixtures("store_backend")
+def test_bookkeeping_commits_with_the_state_it_describes(tmp_path: Path) -> None:
+    db = tmp_path / "aggregator.sqlite3"
+    store = make_aggregator(db).store
+    assert store.meta("stream_seq") is None
+    store.set_meta("stream_seq", "41")
+    store.commit()
+    store.set_meta("stream_seq", "42")
+
+    def failing_message() -> None:
+        with store.isolated():
+            store.set_meta("stream_seq", "43")
+            raise RuntimeError("this message's effects are undone")
+
+    with pytest.raises(RuntimeError):
+        failing_message()
+    assert store.meta("stream_seq") == "42"
+    store.close()  # never committed: a crash
+    assert make_aggregator(db).store.meta("stream_seq") == "41"
