@@ -294,12 +294,12 @@ async def _start(run: Run) -> None:
         ))  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        owned = {p for i in range(AGGREGATORS) for line in _stats(run.work / f"agg{i}.jsonl")[-1:]
-                 for p in line["partitions"]}  # fmt: skip
-        if len(owned) == PARTITIONS:
+        owned = [len(line["partitions"]) for i in range(AGGREGATORS)
+                 for line in _stats(run.work / f"agg{i}.jsonl")[-1:]]  # fmt: skip
+        if owned == [PARTITIONS // AGGREGATORS] * AGGREGATORS:
             return
         await asyncio.sleep(0.5)
-    raise RuntimeError(f"aggregators did not claim every partition; see {run.work}")
+    raise RuntimeError(f"aggregators did not each claim their partitions; see {run.work}")
 
 
 def _cpu_marks(run: Run, when: str, backends: list[int]) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ import psycopg
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,13 +69,13 @@ __all__ = [
     "HostedAggregator",
     "HostedSettings",
     "events_stream_config",
+    "partition_lock",
     "partition_mapping",
 ]
 
 log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "EVENTS"
-_LOCK_BASE = 0x5A_0000  # advisory lock keys: _LOCK_BASE + partition
 _BATCH = 256
 _SEQ_KEY = "stream_seq"  # meta: the last stream sequence whose effects are committed
 _FETCH_FAILURES = 5  # fetches failing in a row before the consumer is made again
@@ -86,6 +88,12 @@ def partition_mapping(partitions: int) -> dict[str, str]:
             f"sa.events.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"
         )
     }
+
+
+def partition_lock(prefix: str, number: int) -> int:
+    """The PostgreSQL advisory lock key of a partition (a signed 64-bit number)."""
+    digest = hashlib.sha256(f"soundalert-partition:{prefix}:{number}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def events_stream_config(replicas: int) -> StreamConfig:
@@ -113,11 +121,22 @@ class HostedSettings(BaseSettings):
     nats_password: SecretStr | None = Field(default=None, description="NATS password.")
     database_url: str = Field(description="postgresql://... holding every partition's schema.")
     partitions: int = Field(default=6, ge=1, le=1024, description="Partitions of the stream.")
+    schema_prefix: str = Field(
+        default="p",
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="Partition n keeps its state in the PostgreSQL schema <prefix><n>.",
+    )
     preferred: list[int] = Field(
         default_factory=list, description="Partitions this one claims at once when free."
     )
     takeover_after_s: float = Field(
         default=2.0, ge=0, description="Claim a free partition that is not ours after this."
+    )
+    startup_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Claim no partition but this one's preferred ones this long after it "
+        "starts (aggregators started together each get their own first).",
     )
     claim_every_s: float = Field(default=0.5, gt=0, description="How often to look for free "
                                  "partitions.")  # fmt: skip
@@ -136,6 +155,7 @@ class _Partition:
     subscription: JetStreamContext.PullSubscription
     claimed_at: float
     js: JetStreamContext
+    publishing: asyncio.Lock = field(default_factory=asyncio.Lock)
     first_event_at: float | None = None
     processed: int = 0
 
@@ -160,6 +180,7 @@ class HostedAggregator:
         self.partitions: dict[int, _Partition] = {}
         self.counters = _Counters()
         self._free_since: dict[int, float] = {}
+        self._started = time.monotonic()
         self._stop = asyncio.Event()
         self._nc: Nats | None = None
 
@@ -216,12 +237,14 @@ class HostedAggregator:
                 continue
             if number not in self.settings.preferred:
                 since = self._free_since.setdefault(number, now)
-                if now - since < self.settings.takeover_after_s:
+                if (now - since < self.settings.takeover_after_s
+                        or now - self._started < self.settings.startup_grace_s):  # fmt: skip
                     continue
             try:
                 store = await asyncio.to_thread(
-                    PostgresStore, self.settings.database_url, schema=f"p{number}",
-                    lock=_LOCK_BASE + number,
+                    PostgresStore, self.settings.database_url,
+                    schema=f"{self.settings.schema_prefix}{number}",
+                    lock=partition_lock(self.settings.schema_prefix, number),
                 )  # fmt: skip
             except PartitionTaken:
                 self._free_since.pop(number, None)  # owned: the clock restarts when it is not
@@ -312,6 +335,20 @@ class HostedAggregator:
             self.counters.rejected += 1
             log.warning("rejected %s (%s): %s", subject, rejected.reason.value, rejected.detail)
             return []
+        except part.store.errors:
+            raise  # the database, not the message: give the partition up
+        except Exception as exc:
+            self.counters.rejected += 1
+            log.exception("failed to process %s (dead-lettered)", subject)
+            with part.store.isolated():
+                detail = f"{type(exc).__name__}: {exc}"
+                part.store.dead_letter(subject, payload, reason=Reason.INTERNAL_ERROR.value,
+                                       detail=detail, received=now)  # fmt: skip
+            # The core may hold half of the message's effects: rebuild it from the store.
+            previous = part.core
+            part.core = Aggregator(self.policy, part.store, self.metrics)
+            part.core.adopt(previous)
+            return []
         self.counters.duplicates += int(self.metrics.duplicates._value.get() - before)  # noqa: SLF001
         return alerts
 
@@ -330,14 +367,21 @@ class HostedAggregator:
         return True
 
     async def _publish(self, part: _Partition) -> None:
-        pending = part.store.pending_publications()
-        if not pending or self._nc is None:
-            return
-        for publication in pending:
-            await self._nc.publish(publication.topic, publication.payload)
-        await self._nc.flush(timeout=5)
-        part.store.published([p.id for p in pending if p.id is not None])
-        self._commit(part)
+        """Send the committed outbox, once: the consumer and the ticker both call this, and
+        only one at a time reads and sends the pending rows."""
+        async with part.publishing:
+            pending = part.store.pending_publications()
+            if not pending or self._nc is None:
+                return
+            try:
+                for publication in pending:
+                    await self._nc.publish(publication.topic, publication.payload)
+                await self._nc.flush(timeout=5)
+            except (TimeoutError, nats.errors.Error) as exc:  # sent again next time
+                log.warning("partition %d: alerts not sent yet (%s)", part.number, exc)
+                return
+            part.store.published([p.id for p in pending if p.id is not None])
+            self._commit(part)
 
     async def _ticker(self) -> None:
         while True:
@@ -385,6 +429,9 @@ async def _ensure_stream(js: JetStreamContext, *, replicas: int) -> None:
     config = events_stream_config(replicas)
     for attempt in range(40):  # a new cluster elects its JetStream leader first
         try:
+            with contextlib.suppress(NotFoundError):
+                await js.stream_info(EVENTS_STREAM)
+                return  # an operator's, or another aggregator's
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
             return  # exists (with this configuration or an operator's)
