@@ -20,8 +20,10 @@ COPY services ./services
 COPY edge ./edge
 # The web display's pages and static files and the agent's model ship as files next to the
 # code: install in place so that they are found (a wheel would need them as package data).
-# "inference" adds the TFLite runtime the agent (the demo node) classifies with.
-RUN pip install --editable ".[inference]" \
+# "inference" adds the TFLite runtime the agent (the demo node) classifies with; the hosted
+# stack (docker-compose.hosted.yml) builds with EXTRAS=inference,hosted (NATS and PostgreSQL).
+ARG EXTRAS=inference
+RUN pip install --editable ".[${EXTRAS}]" \
     && python -c "from pathlib import Path; from edge.agent.demo import ensure_demo_recording as e; print(e(Path('/opt/soundalert/demo')))" \
     && soundalert version
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import Mosquitto, TlsFiles
+from tests.support.nats import Broker, NatsServer
 
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
@@ -54,7 +55,41 @@ def tls_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     yield from _running(tmp_path, TlsFiles.generate(tmp_path / "tls"))
 
 
+@pytest.fixture(params=["mosquitto", "nats"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosquitto | NatsServer]:
+    """The broker of a home (Mosquitto) and of the hosted mode (NATS's MQTT listener, MQTT
+    3.1.1 on JetStream), for the MQTT-level tests of components that run in hosted mode. Both
+    have the same users; only Mosquitto has the per-node ACL. What differs: docs/hosted.md."""
+    if request.param == "mosquitto":
+        yield from _running(tmp_path, None)
+        return
+    server = NatsServer(tmp_path / "nats", users=_test_users())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def mqtt_broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker a test's services connect to: ``broker`` (Mosquitto, then NATS) when the
+    test asks for it, else ``mosquitto``; package fixtures build settings on this one."""
+    name = "broker" if "broker" in request.fixturenames else "mosquitto"
+    server: Broker = request.getfixturevalue(name)
+    return server
+
+
 @pytest.fixture
 def topic_root() -> str:
     """A unique topic root per test, so tests never see each other's retained messages."""
     return f"test/{uuid.uuid4().hex[:10]}/v1"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a PostgreSQL database created for this test session (dropped after it)."""
+    from tests.support.postgres import scratch_database  # noqa: PLC0415 - needs the hosted extra
+
+    with scratch_database() as url:
+        yield url

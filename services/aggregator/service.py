@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,7 +64,7 @@ from soundalert.lifecycle import (
 )
 from soundalert.mqtt import Backoff, BrokerUrl, ack, make_client, run_forever
 
-__all__ = ["AggregatorService"]
+__all__ = ["AggregatorService", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class AggregatorService:
         self.metrics = metrics or AggregatorMetrics()
         self._storage_problem: str | None = None
         # A database that cannot even be opened: state in memory, and a trouble alert.
-        self.store, self._memory_only = open_state(Store, settings.database, self.metrics)
+        self.store, self._memory_only = open_store(settings, self.metrics)
         self.core = Aggregator(policy or load_policy(settings.policy_file), self.store,
                                self.metrics)  # fmt: skip
         if self.core.storage_trouble_sites and self._storage_problem is None:
@@ -250,6 +249,7 @@ class AggregatorService:
         """Prune a bounded chunk of what is older than the retention horizon (a backlog is
         worked off a chunk a tick, so no tick holds the event loop for long)."""
         before = now - self.settings.retention_days * 86400
+        retryable: tuple[type[Exception], ...] = (*self.store.errors, OSError)
         try:
             with self.store.isolated():
                 deleted = self.store.prune(before, limit=_PRUNE_CHUNK)
@@ -259,7 +259,7 @@ class AggregatorService:
             for table, count in self.store.row_counts().items():
                 self.metrics.state_rows.labels(table).set(count)
             self.metrics.state_bytes.set(self.store.used_bytes())
-        except (sqlite3.Error, OSError):
+        except retryable:
             log.exception("retention pass failed (will retry)")
 
     async def _ticker(self) -> None:
@@ -275,7 +275,7 @@ class AggregatorService:
                 last_review = time.monotonic()
                 try:
                     self.core.review_false_alarms(now)
-                except sqlite3.Error:
+                except self.store.errors:
                     log.exception("false-alarm review failed (will retry)")
             try:
                 with self.store.isolated():
@@ -287,7 +287,7 @@ class AggregatorService:
             self._commit()
             try:
                 await asyncio.to_thread(self.store.checkpoint)
-            except sqlite3.Error as exc:
+            except self.store.errors as exc:
                 log.warning("SQLite checkpoint failed (will retry): %s", exc)
 
     # -- one message -------------------------------------------------------------------------
@@ -491,6 +491,24 @@ class AggregatorService:
             self.metrics.processing.observe(finished - item.started)
             if self._on_processed is not None and item.event_id is not None:
                 self._on_processed(item.event_id, wall)
+
+
+def open_store(
+    settings: AggregatorSettings, metrics: AggregatorMetrics
+) -> tuple[Store, str | None]:
+    """SQLite in the state directory, or PostgreSQL when ``database_url`` is set; returns the
+    store and, if the configured one could not be opened, why (the state is then in memory)."""
+    if settings.database_url is None:
+        return open_state(Store, settings.database, metrics)
+    from services.aggregator.store_pg import PostgresStore, redact  # noqa: PLC0415 - optional
+
+    try:
+        return PostgresStore(settings.database_url, schema=settings.database_schema), None
+    except PostgresStore.errors as exc:
+        where = redact(settings.database_url)
+        log.exception("cannot open %s; keeping state in memory until a restart", where)
+        metrics.state_saved.set(0)
+        return Store(":memory:"), f"cannot open {where}: {exc}"
 
 
 def _first(errors: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:

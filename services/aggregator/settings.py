@@ -46,6 +46,18 @@ class AggregatorSettings(BrokerServiceSettings):
         "once acknowledged; acks are retained, so a later one covers what an earlier said).",
     )
 
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host/dbname: keep the state in PostgreSQL (the hosted "
+        "mode, needs the 'hosted' extra) instead of SQLite in state_dir. A home leaves it unset.",
+    )
+    database_schema: str = Field(
+        default="public",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The PostgreSQL schema holding this aggregator's tables (one per partition "
+        "in the hosted mode).",
+    )
+
     @property
     def database(self) -> Path:
         return self.state_dir / "aggregator.sqlite3"

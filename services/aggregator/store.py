@@ -33,7 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AlertRow", "HitRow", "NodeRow", "Publication", "StorageError", "Store"]
+__all__ = [
+    "AlertRow",
+    "HitRow",
+    "NodeRow",
+    "Publication",
+    "StorageError",
+    "Store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +120,24 @@ _NODE_COLUMNS = (
 )
 
 
+def upsert(table: str, columns: str, key: str) -> str:
+    """An insert-or-update statement both SQLite (>= 3.24) and PostgreSQL understand."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    updates = ", ".join(f"{c}=excluded.{c}" for c in names if c not in keys)
+    marks = ",".join("?" * len(names))
+    return (f"INSERT INTO {table} ({columns}) VALUES ({marks}) "  # noqa: S608 - constant names
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}")  # fmt: skip
+
+
+_SAVE_NODE = upsert("nodes", _NODE_COLUMNS, "site, node")
+_SAVE_ALERT = upsert("alerts", "alert_id, site, category, active, state, payload, internal",
+                     "alert_id")  # fmt: skip
+_SET_COUNTER = upsert("counters", "name, value", "name")
+_SET_META = upsert("meta", "key, value", "key")
+_SET_COOLDOWN = upsert("cooldowns", "site, category, until", "site, category")
+
+
 class StorageError(Exception):
     """A commit failed (disk full, I/O error). Nothing is lost from memory: the next
     :meth:`Store.commit` writes everything since the last good one."""
@@ -173,7 +198,15 @@ class Publication:
 
 
 class Store:
-    """The aggregator's SQLite database. Not thread-safe; one event loop owns it."""
+    """The aggregator's SQLite database. Not thread-safe; one event loop owns it.
+
+    :class:`~services.aggregator.store_pg.PostgresStore` is the same store on PostgreSQL (hosted
+    mode): every query here is written in the SQL both understand, and a backend supplies only
+    the connection (:meth:`_x`, :meth:`_in_transaction`), the schema, and a few statistics."""
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    """What this store's reads and writes raise when the database fails."""
+    _location_sql = "json_extract(a.payload, '$.location')"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
@@ -189,17 +222,30 @@ class Store:
         self._db.execute("PRAGMA cache_spill=OFF")
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
+        self._db.executescript(f"BEGIN; {_DDL} COMMIT;")
+        self._open()
+
+    def _open(self) -> None:
+        """Everything after the schema exists: the same for every backend."""
         self._journal: list[tuple[str, tuple[Any, ...]]] = []
         self._stale = False  # the open transaction lacks some journalled writes
-        self._db.executescript(f"BEGIN; {_DDL} COMMIT;")
         self._migrate()
-        self._write(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        self._write("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(3),))
+        meta = "INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING"
+        self._write(meta, ("schema_version", str(SCHEMA_VERSION)))
+        self._write(meta, ("salt", secrets.token_hex(3)))
         self.commit()
-        self.salt: str = self._db.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
-        self._counters: dict[str, int] = dict(self._db.execute("SELECT name, value FROM counters"))
+        self.salt: str = self._x("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+        self._counters: dict[str, int] = {
+            r[0]: int(r[1]) for r in self._x("SELECT name, value FROM counters")
+        }
+
+    # -- the connection (what a backend overrides) -------------------------------------------
+    def _x(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run one statement (``?`` placeholders) and return its cursor."""
+        return self._db.execute(sql, params)
+
+    def _in_transaction(self) -> bool:
+        return self._db.in_transaction
 
     def _migrate(self) -> None:
         for table, column, declaration in _ADDED_COLUMNS:
@@ -219,12 +265,15 @@ class Store:
                 self._db.execute("ROLLBACK")
         self._db.close()
 
+    def _reconnect(self) -> None:
+        """Called before a replay; a backend whose connection can break opens a new one."""
+
     # -- transactions ------------------------------------------------------------------------
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """Every change goes through here: journalled until it is committed."""
         self._begin()
         self._journal.append((sql, params))
-        return self._db.execute(sql, params)
+        return self._x(sql, params)
 
     def _write_many(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         for params in rows:
@@ -233,22 +282,23 @@ class Store:
     def _begin(self) -> None:
         if self._stale:
             self._replay()
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN")
+        if not self._in_transaction():
+            self._x("BEGIN")
 
     def _replay(self) -> None:
         """Make the open transaction hold every journalled write again (after SQLite rolled
         back a failed commit). If even that fails, reads are stale until a commit succeeds."""
-        with contextlib.suppress(sqlite3.Error):
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+        with contextlib.suppress(*self.errors):
+            if self._in_transaction():
+                self._x("ROLLBACK")
         try:
-            self._db.execute("BEGIN")
+            self._reconnect()
+            self._x("BEGIN")
             for sql, params in self._journal:
-                self._db.execute(sql, params)
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+                self._x(sql, params)
+        except self.errors as exc:
+            with contextlib.suppress(*self.errors):
+                self._x("ROLLBACK")
             self._stale = True
             log.error("cannot replay %d uncommitted writes (%s); retrying at the next commit",  # noqa: TRY400
                       len(self._journal), exc)  # fmt: skip
@@ -265,18 +315,21 @@ class Store:
         cannot; the writes stay journalled, and visible to reads, for the next attempt."""
         if self._stale:
             self._replay()
-        if not self._db.in_transaction:
+        if not self._in_transaction():
             if self._stale:
                 raise StorageError("the uncommitted writes could not be replayed")
             self._journal.clear()
             return
         try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if not self._db.in_transaction:  # SQLite rolled it back (disk full, I/O error)
+            self._commit_transaction()
+        except self.errors as exc:
+            if not self._in_transaction():  # rolled back (disk full, I/O error, lost server)
                 self._replay()
             raise StorageError(str(exc)) from exc
         self._journal.clear()
+
+    def _commit_transaction(self) -> None:
+        self._x("COMMIT")
 
     @contextlib.contextmanager
     def isolated(self) -> Iterator[None]:
@@ -284,20 +337,20 @@ class Store:
         journal, and everything written before stays."""
         self._begin()
         mark = len(self._journal)
-        self._db.execute("SAVEPOINT message")
+        self._x("SAVEPOINT message")
         try:
             yield
         except BaseException:
             del self._journal[mark:]
             try:
-                self._db.execute("ROLLBACK TO message")
-                self._db.execute("RELEASE message")
-            except sqlite3.Error:
+                self._x("ROLLBACK TO SAVEPOINT message")
+                self._x("RELEASE SAVEPOINT message")
+            except self.errors:
                 self._stale = True  # replay rebuilds the transaction from the journal
             raise
         try:
-            self._db.execute("RELEASE message")
-        except sqlite3.Error:
+            self._x("RELEASE SAVEPOINT message")
+        except self.errors:
             self._stale = True
 
     def checkpoint(self) -> None:
@@ -313,9 +366,20 @@ class Store:
                 self._checkpointer = sqlite3.connect(str(self.path), check_same_thread=False)
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
+    # -- bookkeeping -------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A value the service keeps with its state (the hosted mode: the last stream sequence
+        whose effects are committed), or ``None``."""
+        row = self._x("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set it in the current transaction: it commits with the effects it describes."""
+        self._write(_SET_META, (key, value))
+
     # -- nodes -------------------------------------------------------------------------------
     def nodes(self) -> list[NodeRow]:
-        rows = self._db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes")  # noqa: S608 - constant
+        rows = self._x(f"SELECT {_NODE_COLUMNS} FROM nodes")  # noqa: S608 - constant
         return [
             NodeRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
                     set(json.loads(r[11])), r[12])
@@ -324,7 +388,7 @@ class Store:
 
     def save_nodes(self, nodes: Iterable[NodeRow]) -> None:
         self._write_many(
-            f"INSERT OR REPLACE INTO nodes ({_NODE_COLUMNS}) VALUES ({','.join('?' * 13)})",  # noqa: S608
+            _SAVE_NODE,
             [
                 (
                     n.site, n.node, n.state, n.heartbeat_s, n.last_heard, n.last_seq,
@@ -340,13 +404,13 @@ class Store:
                   received: float) -> bool:  # fmt: skip
         """Record a received event; ``False`` when its id was recorded before (a duplicate)."""
         cursor = self._write(
-            "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?)",
+            "INSERT INTO events VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (event_id, site, node, seq, end, received),
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def is_known_event(self, event_id: str) -> bool:
-        found = self._db.execute("SELECT 1 FROM events WHERE event_id=?", (event_id,)).fetchone()
+        found = self._x("SELECT 1 FROM events WHERE event_id=?", (event_id,)).fetchone()
         return found is not None
 
     def dead_letter(self, topic: str, payload: bytes, *, reason: str, detail: str,
@@ -360,15 +424,13 @@ class Store:
 
     def dead_letters(self) -> list[tuple[str, bytes, str, str]]:
         """(topic, payload, reason, detail), oldest first."""
-        cursor = self._db.execute(
-            "SELECT topic, payload, reason, detail FROM dead_letters ORDER BY id"
-        )
+        cursor = self._x("SELECT topic, payload, reason, detail FROM dead_letters ORDER BY id")
         return [(r[0], bytes(r[1]), r[2], r[3]) for r in cursor]
 
     # -- hits and late events ----------------------------------------------------------------
     def add_hit(self, hit: HitRow, received_at: float, alert_id: str | None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO hits VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO hits VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 hit.event_id, hit.category, hit.site, hit.node, hit.start, hit.end, hit.score,
                 hit.weight, hit.level, alert_id, received_at,
@@ -391,9 +453,9 @@ class Store:
             "level, alert_id FROM hits WHERE "
         )
         if alert_id is None:
-            cursor = self._db.execute(query + "alert_id IS NULL ORDER BY window_end")
+            cursor = self._x(query + "alert_id IS NULL ORDER BY window_end")
         else:
-            cursor = self._db.execute(query + "alert_id=? ORDER BY window_end", (alert_id,))
+            cursor = self._x(query + "alert_id=? ORDER BY window_end", (alert_id,))
         for row in cursor:
             yield HitRow(*row[:9]), row[9]
 
@@ -409,7 +471,7 @@ class Store:
         received: float, payload: str,
     ) -> None:  # fmt: skip
         self._write(
-            "INSERT OR IGNORE INTO late_events VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO late_events VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (event_id, site, node, end, behind, received, payload),
         )
 
@@ -418,12 +480,12 @@ class Store:
         # Counted in memory too: an id is never handed out twice, whatever the disk does.
         value = self._counters.get(name, 0) + 1
         self._counters[name] = value
-        self._write("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
+        self._write(_SET_COUNTER, (name, value))
         return value
 
     def save_alert(self, row: AlertRow) -> None:
         self._write(
-            "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?)",
+            _SAVE_ALERT,
             (
                 row.alert_id, row.site, row.category, int(row.active), row.state, row.payload,
                 json.dumps(row.internal),
@@ -444,11 +506,11 @@ class Store:
             params = (int(active),)
         return [
             AlertRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], json.loads(r[6]))
-            for r in self._db.execute(query, params)
+            for r in self._x(query, params)
         ]
 
     def alert(self, alert_id: str) -> AlertRow | None:
-        r = self._db.execute(
+        r = self._x(
             "SELECT alert_id, site, category, active, state, payload, internal FROM alerts "
             "WHERE alert_id=?",
             (alert_id,),
@@ -459,41 +521,39 @@ class Store:
     def history(self, alert_id: str | None = None) -> list[tuple[str, str, str]]:
         """(alert_id, state, payload) in publication order."""
         if alert_id is None:
-            cursor = self._db.execute(
-                "SELECT alert_id, state, payload FROM alert_history ORDER BY id"
-            )
+            cursor = self._x("SELECT alert_id, state, payload FROM alert_history ORDER BY id")
         else:
-            cursor = self._db.execute(
+            cursor = self._x(
                 "SELECT alert_id, state, payload FROM alert_history WHERE alert_id=? ORDER BY id",
                 (alert_id,),
             )
         return [(r[0], r[1], r[2]) for r in cursor]
 
     def cooldowns(self) -> dict[tuple[str, str], float]:
-        return {(r[0], r[1]): r[2] for r in self._db.execute("SELECT * FROM cooldowns")}
+        return {(r[0], r[1]): r[2] for r in self._x("SELECT site, category, until FROM cooldowns")}
 
     def set_cooldown(self, site: str, category: str, until: float) -> None:
-        self._write("INSERT OR REPLACE INTO cooldowns VALUES (?,?,?)", (site, category, until))
+        self._write(_SET_COOLDOWN, (site, category, until))
 
     # -- feedback ----------------------------------------------------------------------------
     def add_feedback(self, alert_id: str, verdict: str, by: str, at: str, received: float) -> bool:
         """Record feedback; ``False`` when this exact feedback was already recorded."""
         cursor = self._write(
-            "INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?)",
+            "INSERT INTO feedback VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             (alert_id, verdict, by, at, received),
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def reviews_by_location(self, since: float) -> list[tuple[str, str, int, int]]:
         """(site, node, alerts reviewed, of which false alarms) since ``since``, by the
         alerts' location; soundalert's own trouble alerts are not about sound."""
-        rows = self._db.execute(
-            "SELECT a.site, json_extract(a.payload, '$.location') AS node, "
-            "COUNT(DISTINCT f.alert_id), "
+        node = self._location_sql
+        rows = self._x(
+            f"SELECT a.site, {node} AS node, COUNT(DISTINCT f.alert_id), "  # noqa: S608 - constant
             "COUNT(DISTINCT CASE WHEN f.verdict = 'false_alarm' THEN f.alert_id END) "
             "FROM feedback f JOIN alerts a USING (alert_id) "
-            "WHERE f.received_at >= ? AND node IS NOT NULL AND a.category NOT IN "
-            "('node_offline', 'node_online', 'storage_trouble') GROUP BY a.site, node",
+            f"WHERE f.received_at >= ? AND {node} IS NOT NULL AND a.category NOT IN "
+            f"('node_offline', 'node_online', 'storage_trouble') GROUP BY a.site, {node}",
             (since,),
         )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
@@ -505,20 +565,17 @@ class Store:
         with their history, hits and feedback by their last publication. Open alerts and
         the hits of any open alert are kept, however old. Returns rows deleted per table."""
         stamp = datetime.fromtimestamp(before, UTC).isoformat()
-        old_alerts = [r[0] for r in self._db.execute(
+        old_alerts = [r[0] for r in self._x(
             "SELECT alert_id FROM alerts WHERE active=0 AND alert_id NOT IN "
             "(SELECT alert_id FROM alert_history WHERE published_at >= ?) LIMIT ?",
             (stamp, limit),
         )]  # fmt: skip
         deleted: dict[str, int] = {}
-        for table, where in (
-            ("events", "received_at < ?"),
-            ("late_events", "received_at < ?"),
-            ("dead_letters", "received_at < ?"),
-        ):
+        for table, key in (("events", "event_id"), ("late_events", "event_id"),
+                           ("dead_letters", "id")):  # fmt: skip
             cursor = self._write(
-                f"DELETE FROM {table} WHERE rowid IN "  # noqa: S608 - constant names
-                f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
+                f"DELETE FROM {table} WHERE {key} IN "  # noqa: S608 - constant names
+                f"(SELECT {key} FROM {table} WHERE received_at < ? LIMIT ?)",
                 (before, limit),
             )
             deleted[table] = cursor.rowcount
@@ -543,7 +600,7 @@ class Store:
         """Rows per table that retention bounds (for metrics)."""
         tables = ("events", "late_events", "dead_letters", "hits", "alerts", "alert_history",
                   "feedback")  # fmt: skip
-        return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])  # noqa: S608
+        return {t: int(self._x(f"SELECT COUNT(*) FROM {t}").fetchone()[0])  # noqa: S608
                 for t in tables}  # fmt: skip
 
     # -- publication outbox ------------------------------------------------------------------
@@ -559,7 +616,7 @@ class Store:
     def pending_publications(self) -> list[Publication]:
         return [
             Publication(r[0], r[1], bytes(r[2]), bool(r[3]))
-            for r in self._db.execute("SELECT id, topic, payload, retain FROM outbox ORDER BY id")
+            for r in self._x("SELECT id, topic, payload, retain FROM outbox ORDER BY id")
         ]
 
     def published(self, ids: list[int]) -> None:

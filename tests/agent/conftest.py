@@ -23,7 +23,7 @@ from edge.dsp import synth
 from schemas.messages import Alert
 from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
-from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_AUDIO = REPO.parent / "shared" / "data" / "dev-audio"
@@ -88,7 +88,7 @@ async def wait_until(predicate: Callable[[], bool], within_s: float, what: str) 
 
 @asynccontextmanager
 async def running_aggregator(
-    mosquitto: Mosquitto, topic_root: str, state_dir: Path, *, client_id: str | None = None
+    mosquitto: Broker, topic_root: str, state_dir: Path, *, client_id: str | None = None
 ) -> AsyncIterator[AggregatorHarness]:
     settings = AggregatorSettings(
         broker=mosquitto.url("service"),
@@ -130,7 +130,7 @@ def pcm(seconds: float, seed: int = 0, level: float = 0.01) -> bytes:
 
 @asynccontextmanager
 async def stdin_agent(
-    mosquitto: Mosquitto, topic_root: str, outbox: Path, *extra: str, env: dict[str, str]
+    mosquitto: Broker, topic_root: str, outbox: Path, *extra: str, env: dict[str, str]
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``soundalert agent --stdin`` as node ``kitchen`` with its own login (the test decides
     what it hears and when); fast reconnects and 1 s heartbeats."""
@@ -164,7 +164,7 @@ async def feed(agent: asyncio.subprocess.Process, data: bytes, *, pace_s: float 
         await asyncio.sleep(pace_s)
 
 
-def agent_args(mosquitto: Mosquitto, topic_root: str, outbox: Path, *extra: str) -> list[str]:
+def agent_args(mosquitto: Broker, topic_root: str, outbox: Path, *extra: str) -> list[str]:
     return [*AGENT, "--broker", mosquitto.url("service"), "--topic-root", topic_root,
             "--site", "home", "--node", "kitchen", "--outbox", str(outbox), "--log-level",
             "warning", "--delivery", AGGREGATOR_DELIVERY, *extra]  # fmt: skip

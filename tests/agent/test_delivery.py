@@ -23,6 +23,7 @@ from schemas.topics import Topics
 from tests.agent.conftest import feed, pcm, stdin_agent, wait_until
 from tests.support.acks import AckingAggregator, acking_aggregator
 from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_reconnect")]
 
@@ -99,15 +100,15 @@ async def test_a_broker_that_forgets_everything_loses_nothing_and_only_acks_dele
 
 
 async def test_an_ack_from_an_earlier_life_of_the_node_is_ignored(
-    mosquitto: Mosquitto, topic_root: str, tmp_path: Path
+    broker: Broker, topic_root: str, tmp_path: Path
 ) -> None:
     """The node's outbox was wiped (a new SD card): it counts from 0 again, and the retained
     ack of its earlier life (seq 500) must not delete its new, undelivered events."""
     outbox = tmp_path / "outbox.sqlite3"
     topics = Topics(topic_root)
-    async with acking_aggregator(mosquitto.url("service"), topics, "home", "kitchen") as agg:
+    async with acking_aggregator(broker.url("service"), topics, "home", "kitchen") as agg:
         await agg.ack(500)
-        async with stdin_agent(mosquitto, topic_root, outbox, env=ENV) as agent:
+        async with stdin_agent(broker, topic_root, outbox, env=ENV) as agent:
             await feed(agent, pcm(3.0))
             await wait_until(lambda: len(agg.events) >= 5, 30, "events")
             await asyncio.sleep(1.0)

@@ -11,12 +11,13 @@ from edge.agent.demo import write_wav
 from edge.dsp import synth
 from tests.agent.conftest import agent_args, background_bed, running_aggregator
 from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 
 pytestmark = pytest.mark.integration
 
 
 async def _replay(
-    mosquitto: Mosquitto, topic_root: str, tmp_path: Path, wav: Path
+    mosquitto: Broker, topic_root: str, tmp_path: Path, wav: Path
 ) -> tuple[int, bytes]:
     proc = await asyncio.create_subprocess_exec(
         *agent_args(mosquitto, topic_root, tmp_path / "outbox.sqlite3", "--input", str(wav),
@@ -29,13 +30,13 @@ async def _replay(
 
 
 async def test_a_t3_smoke_alarm_raises_exactly_one_smoke_alert(
-    mosquitto: Mosquitto, topic_root: str, tmp_path: Path
+    broker: Broker, topic_root: str, tmp_path: Path
 ) -> None:
     bed = background_bed(60.0, seed=1)
     alarm = synth.t3(cycles=13)  # 52 s of T3, from 4 s to 56 s
     wav = write_wav(tmp_path / "t3.wav", synth.mix_at_snr(alarm, bed, 10.0, offset=4 * 16000))
-    async with running_aggregator(mosquitto, topic_root, tmp_path / "agg") as agg:
-        rc, err = await _replay(mosquitto, topic_root, tmp_path, wav)
+    async with running_aggregator(broker, topic_root, tmp_path / "agg") as agg:
+        rc, err = await _replay(broker, topic_root, tmp_path, wav)
         assert rc == 0, err.decode()
         await asyncio.sleep(1.0)
     smoke = agg.raised("smoke_alarm")

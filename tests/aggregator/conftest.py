@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,15 +17,51 @@ from schemas.messages import Alert
 from schemas.topics import Topics
 from services.aggregator.service import AggregatorService
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.store import Store
 from soundalert.mqtt import BrokerUrl, make_client
-from tests.support.mosquitto import Mosquitto, free_port
+from tests.aggregator import factories
+from tests.support.mosquitto import free_port
+from tests.support.nats import Broker
 from tests.support.policy import quick_policy_file
+
+_OPEN_AT_ONCE = 16  # a property test opens hundreds of stores; PostgreSQL allows 100 sessions
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test once on SQLite and once on PostgreSQL: ``make_aggregator`` opens its store
+    on that backend (a path names a PostgreSQL schema, so reopening it is a restart)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    from services.aggregator.store_pg import PostgresStore  # noqa: PLC0415 - hosted extra
+
+    url: str = request.getfixturevalue("pg_url")
+    opened: list[Store] = []
+    run = uuid.uuid4().hex[:8]
+
+    def open_postgres(path: Path | str) -> Store:
+        name = uuid.uuid4().hex if str(path) == ":memory:" else str(path)
+        schema = f"t_{run}_{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+        while len(opened) >= _OPEN_AT_ONCE:
+            opened.pop(0).close()
+        opened.append(PostgresStore(url, schema=schema))
+        return opened[-1]
+
+    previous = factories.use_store(open_postgres)
+    try:
+        yield "postgres"
+    finally:
+        factories.use_store(previous)
+        for store in opened:
+            store.close()
 
 
 @pytest.fixture
-def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+def agg_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+    """On ``mosquitto``, or on each ``broker`` when the test asks for that fixture."""
     return AggregatorSettings(
-        broker=mosquitto.url("service"),
+        broker=mqtt_broker.url("service"),
         topic_root=topic_root,
         state_dir=tmp_path / "state",
         policy_file=quick_policy_file(tmp_path / "policy"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,22 @@ from services.aggregator.policy import Policy
 from services.aggregator.store import Store
 from tests.support.policy import quick_policy
 
-__all__ = ["HOP", "SMOKE", "T0", "WINDOW", "event", "make_aggregator", "status"]
+__all__ = ["HOP", "SMOKE", "T0", "WINDOW", "StoreOpener", "event", "make_aggregator", "status",
+           "use_store"]  # fmt: skip
+
+StoreOpener = Callable[[Path | str], Store]
+"""Opens the store at a path (``":memory:"``: a new empty one); the same path reopens it."""
+
+_open_store: StoreOpener = Store
+
+
+def use_store(opener: StoreOpener) -> StoreOpener:
+    """Make :func:`make_aggregator` open its stores with ``opener``; returns the previous one
+    (the ``store_backend`` fixture runs a test module on SQLite and on PostgreSQL)."""
+    global _open_store
+    previous, _open_store = _open_store, opener
+    return previous
+
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 SMOKE = "Smoke detector, smoke alarm"
@@ -59,4 +75,4 @@ def status(
 
 def make_aggregator(path: Path | str = ":memory:", policy: Policy | None = None) -> Aggregator:
     """An aggregator on the test policy (:mod:`tests.support.policy`) unless one is given."""
-    return Aggregator(policy or quick_policy(), Store(path), AggregatorMetrics())
+    return Aggregator(policy or quick_policy(), _open_store(path), AggregatorMetrics())

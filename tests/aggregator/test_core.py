@@ -15,6 +15,9 @@ from services.aggregator.core import NODE_OFFLINE, NODE_ONLINE
 from services.aggregator.policy import load_policy
 from tests.aggregator.factories import T0, event, make_aggregator, status
 
+# The core on both store backends: SQLite (a home) and PostgreSQL (hosted).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 NOW = T0.timestamp() + 5.0  # wall clock a few seconds after the sound, as live
 
 

@@ -14,6 +14,9 @@ from services.aggregator.core import Aggregator
 from services.aggregator.policy import Policy, load_policy
 from tests.aggregator.factories import HOP, T0, WINDOW, event, make_aggregator
 
+# The core on both store backends: SQLite (a home) and PostgreSQL (hosted).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 NOW = T0.timestamp() + 5.0
 POSSIBLE = "possible_smoke_alarm"
 

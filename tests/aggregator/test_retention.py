@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from schemas.messages import Feedback
 from tests.aggregator.factories import T0, event, make_aggregator
+
+# The core on both store backends: SQLite (a home) and PostgreSQL (hosted).
+pytestmark = pytest.mark.usefixtures("store_backend")
 
 NOW = T0.timestamp() + 5.0
 DAY = 86400.0

@@ -19,6 +19,7 @@ from soundalert.mqtt import BrokerUrl, make_client
 from tests.aggregator.conftest import listening, running
 from tests.aggregator.factories import event, status
 from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +39,13 @@ def _events(topics: Topics, indices: list[int], **kw: object) -> list[tuple[str,
 
 
 async def test_events_raise_one_alert_and_duplicates_do_not(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+    broker: Broker, agg_settings: AggregatorSettings
 ) -> None:
     topics = Topics(agg_settings.topic_root)
     service = AggregatorService(agg_settings)
-    async with running(service), listening(mosquitto.url("service"), topics) as listener:
+    async with running(service), listening(broker.url("service"), topics) as listener:
         batch = _events(topics, [0, 1, 2, 3])
-        await _publish(mosquitto.url("kitchen"), batch + batch)
+        await _publish(broker.url("kitchen"), batch + batch)
         alert = await listener.wait_for(lambda a: a.category == "smoke_alarm")
         await asyncio.sleep(0.5)
     raised = [a for a in listener.alerts if a.category == "smoke_alarm"]
@@ -175,15 +176,15 @@ asyncio.run(main())
 
 
 async def test_last_will_raises_node_offline(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+    broker: Broker, agg_settings: AggregatorSettings
 ) -> None:
     topics = Topics(agg_settings.topic_root)
     async with (
         running(AggregatorService(agg_settings)),
-        listening(mosquitto.url("service"), topics) as listener,
+        listening(broker.url("service"), topics) as listener,
     ):
         node = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LAST_WILL_NODE, mosquitto.url("bedroom"), topics.root,
+            sys.executable, "-c", LAST_WILL_NODE, broker.url("bedroom"), topics.root,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert node.stdout is not None
@@ -199,33 +200,33 @@ async def test_last_will_raises_node_offline(
 
 
 async def test_broker_restart_reconnects_and_resubscribes(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+    broker: Broker, agg_settings: AggregatorSettings
 ) -> None:
     topics = Topics(agg_settings.topic_root)
     service = AggregatorService(agg_settings)
     async with running(service):
-        mosquitto.kill()
+        broker.kill()
         await asyncio.sleep(1.0)
         assert service.metrics.registry.get_sample_value("soundalert_mqtt_connected") == 0
-        mosquitto.start()
+        broker.start()
         for _ in range(100):
             if service.metrics.registry.get_sample_value("soundalert_mqtt_connected") == 1:
                 break
             await asyncio.sleep(0.1)
-        async with listening(mosquitto.url("service"), topics) as listener:
-            await _publish(mosquitto.url("kitchen"), _events(topics, [0, 1, 2]))
+        async with listening(broker.url("service"), topics) as listener:
+            await _publish(broker.url("kitchen"), _events(topics, [0, 1, 2]))
             await listener.wait_for(lambda a: a.category == "smoke_alarm", within_s=10)
 
 
 async def test_events_sent_while_the_aggregator_is_down_are_delivered_later(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+    broker: Broker, agg_settings: AggregatorSettings
 ) -> None:
     topics = Topics(agg_settings.topic_root)
     async with running(AggregatorService(agg_settings)):
         pass  # registers the persistent session and its subscriptions, then stops
-    await _publish(mosquitto.url("kitchen"), _events(topics, [0, 1, 2]))
+    await _publish(broker.url("kitchen"), _events(topics, [0, 1, 2]))
     async with (
-        listening(mosquitto.url("service"), topics) as listener,
+        listening(broker.url("service"), topics) as listener,
         running(AggregatorService(agg_settings)),
     ):
         alert = await listener.wait_for(lambda a: a.category == "smoke_alarm", within_s=10)

@@ -8,10 +8,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from schemas.messages import TRANSIENT, Alert, Feedback
 from services.aggregator.core import NODE_OFFLINE, NODE_ONLINE, NODE_STOPPED
 from services.aggregator.policy import load_policy
 from tests.aggregator.factories import HOP, T0, WINDOW, event, make_aggregator, status
+
+# The core on both store backends: SQLite (a home) and PostgreSQL (hosted).
+pytestmark = pytest.mark.usefixtures("store_backend")
 
 NOW = T0.timestamp() + 5.0
 

@@ -31,7 +31,7 @@ from tests.notifier.support import (
     running_aggregator,
     running_notifier,
 )
-from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 from tests.support.policy import quick_policy_file
 
 _JINJA = jinja2.Environment(autoescape=False)  # noqa: S701 - renders sensor states, not HTML
@@ -106,9 +106,9 @@ def _available(rec: MqttRecorder, config: dict[str, Any]) -> bool:
 
 @pytest.mark.integration
 async def test_discovery_sensors_follow_the_alert_and_node_state(
-    mosquitto: Mosquitto, topic_root: str, tmp_path: Path
+    broker: Broker, topic_root: str, tmp_path: Path
 ) -> None:
-    url = mosquitto.url("service")
+    url = broker.url("service")
     topics = Topics(topic_root)
     # The quick test policy: one Doorbell window confirms (the shipped policy needs two).
     agg = AggregatorSettings(broker=url, topic_root=topic_root, state_dir=tmp_path / "agg",

@@ -11,20 +11,20 @@ import pytest
 
 from services.aggregator.settings import AggregatorSettings
 from services.notifier.config import NotifierSettings
-from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 from tests.support.policy import quick_policy_file
 
 NotifierFactory = Callable[..., NotifierSettings]
 
 
 @pytest.fixture
-def make_notifier_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path
+def make_notifier_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path
                            ) -> NotifierFactory:  # fmt: skip
     client_id = f"notifier-{uuid.uuid4().hex[:8]}"
 
     def build(sites: dict[str, Any], **extra: Any) -> NotifierSettings:
         values: dict[str, Any] = {
-            "broker": mosquitto.url("service"),
+            "broker": mqtt_broker.url("service"),
             "topic_root": topic_root,
             "state_dir": tmp_path / "notifier",
             "client_id": client_id,
@@ -38,9 +38,9 @@ def make_notifier_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path
 
 
 @pytest.fixture
-def agg_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> AggregatorSettings:
+def agg_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path) -> AggregatorSettings:
     return AggregatorSettings(
-        broker=mosquitto.url("service"),
+        broker=mqtt_broker.url("service"),
         topic_root=topic_root,
         state_dir=tmp_path / "aggregator",
         policy_file=quick_policy_file(tmp_path / "policy"),

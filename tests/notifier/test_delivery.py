@@ -36,6 +36,7 @@ from tests.notifier.support import (
     running_notifier,
 )
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.nats import Broker
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger("measurements")
@@ -55,7 +56,7 @@ def apprise_site(*urls: str, retry: dict[str, Any] | None = None, **site: Any
 
 
 async def test_apprise_json_and_form_carry_content_and_priority_within_a_bound(
-    mosquitto: Mosquitto, agg_settings: AggregatorSettings, make_notifier_settings: NotifierFactory
+    broker: Broker, agg_settings: AggregatorSettings, make_notifier_settings: NotifierFactory
 ) -> None:
     topics = Topics(agg_settings.topic_root)
     async with receiving() as phone:
@@ -65,13 +66,13 @@ async def test_apprise_json_and_form_carry_content_and_priority_within_a_bound(
         notifier = NotifierService(settings)
         async with running_aggregator(AggregatorService(agg_settings)), running_notifier(notifier):
             started = time.monotonic()
-            await publish(mosquitto.url("service"), [
+            await publish(broker.url("service"), [
                 event(topics, "home", "kitchen", 1, kind="pattern", label="t3")
             ])  # fmt: skip
             [smoke] = await phone.wait_for(1, path="/json")
             [form] = await phone.wait_for(1, path="/form")
             latency = smoke.at - started
-            await publish(mosquitto.url("service"), [
+            await publish(broker.url("service"), [
                 event(topics, "home", "hall", 1, kind="yamnet", label="Doorbell")
             ])  # fmt: skip
             door = (await phone.wait_for(2, path="/json"))[1]
@@ -300,7 +301,7 @@ async def test_runtime_snooze_refuses_critical_categories(
 
 
 async def test_a_redelivered_state_change_notifies_once(
-    mosquitto: Mosquitto, make_notifier_settings: NotifierFactory, topic_root: str
+    broker: Broker, make_notifier_settings: NotifierFactory, topic_root: str
 ) -> None:
     async with receiving() as phone:
         notifier = NotifierService(make_notifier_settings(
@@ -309,10 +310,10 @@ async def test_a_redelivered_state_change_notifies_once(
         payload = alert().to_json()
         topic = Topics(topic_root).alerts("home")
         async with running_notifier(notifier):
-            await publish(mosquitto.url("service"), [(topic, payload), (topic, payload)])
+            await publish(broker.url("service"), [(topic, payload), (topic, payload)])
             await phone.wait_for(1)
             reminder = alert(state="updated", repeat=1).to_json()
-            await publish(mosquitto.url("service"), [(topic, reminder), (topic, reminder)])
+            await publish(broker.url("service"), [(topic, reminder), (topic, reminder)])
             await phone.wait_for(2)
             await asyncio.sleep(0.5)
         assert len(phone.requests) == 2
@@ -320,7 +321,7 @@ async def test_a_redelivered_state_change_notifies_once(
         # After a restart, the same message is still a duplicate.
         again = NotifierService(notifier.settings)
         async with running_notifier(again):
-            await publish(mosquitto.url("service"), [(topic, payload)])
+            await publish(broker.url("service"), [(topic, payload)])
             await asyncio.sleep(0.5)
     assert len(phone.requests) == 2
     assert sample(again, "soundalert_alert_states_duplicate_total") == 1

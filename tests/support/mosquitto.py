@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from soundalert.tls import Issued, issue_certificate, new_ca, write_issued
 
-__all__ = ["MOSQUITTO", "Mosquitto", "TlsFiles", "free_port"]
+__all__ = ["MOSQUITTO", "Mosquitto", "TlsFiles", "end_process", "free_port"]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -34,6 +34,13 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def end_process(process: subprocess.Popen[bytes] | None, *, crash: bool) -> None:
+    """SIGKILL (``crash``) or SIGTERM a server process, and wait for it."""
+    if process is not None and process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
+        process.wait(timeout=15)
 
 
 @dataclass(frozen=True)
@@ -169,16 +176,12 @@ class Mosquitto:
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a clean shutdown."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        end_process(self.process, crash=True)
         self.process = None
 
     def stop(self) -> None:
         """SIGTERM: mosquitto writes its persistence file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        end_process(self.process, crash=False)
         self.process = None
 
     def restart(self) -> None:

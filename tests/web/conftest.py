@@ -20,7 +20,7 @@ from services.aggregator.settings import AggregatorSettings
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from soundalert.mqtt import BrokerUrl, make_client
-from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 
 TOKEN = "test-token-0123456789abcdef"  # noqa: S105 - a test token
 BROWSER_DIR = Path(__file__).with_name("browser")
@@ -87,10 +87,10 @@ def node_status(node: str, *, state: str = "online", mic: float | None = -45.0,
 
 
 @pytest.fixture
-def web_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> WebSettings:
+def web_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path) -> WebSettings:
     return WebSettings.model_validate(
         {
-            "broker": mosquitto.url("service"),
+            "broker": mqtt_broker.url("service"),
             "topic_root": topic_root,
             "client_id": f"web-{topic_root.split('/')[1]}",
             "state_dir": tmp_path / "web",
@@ -103,10 +103,10 @@ def web_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> WebSe
 
 
 @pytest.fixture
-def aggregator_settings(mosquitto: Mosquitto, topic_root: str, tmp_path: Path
+def aggregator_settings(mqtt_broker: Broker, topic_root: str, tmp_path: Path
                         ) -> AggregatorSettings:  # fmt: skip
     return AggregatorSettings(
-        broker=mosquitto.url("service"),
+        broker=mqtt_broker.url("service"),
         topic_root=topic_root,
         client_id=f"agg-{topic_root.split('/')[1]}",
         state_dir=tmp_path / "aggregator",
@@ -134,7 +134,7 @@ async def wait_connected(service: WebService, within: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def mqtt_client(mosquitto: Mosquitto, name: str) -> AsyncIterator[aiomqtt.Client]:
+async def mqtt_client(mosquitto: Broker, name: str) -> AsyncIterator[aiomqtt.Client]:
     async with make_client(BrokerUrl.parse(mosquitto.url("service")), name) as client:
         yield client
 

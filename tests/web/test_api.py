@@ -3,6 +3,7 @@ at the publish boundary (tests/web/test_service.py covers the real broker)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from schemas.topics import Topics
 from services.aggregator.policy import load_policy
 from services.web.app import COOKIE, BrokerUnavailableError, WebContext, build_app
 from services.web.auth import Auth
-from services.web.core import WebCore
+from services.web.core import Update, WebCore
 from services.web.hub import Hub
 from services.web.metrics import WebMetrics
 from services.web.palette import categories
@@ -44,6 +45,8 @@ class Env:
     core: WebCore
     broker: Broker
     metrics: WebMetrics
+    hub: Hub
+    auth: Auth
 
     def rejected(self, reason: str) -> float:
         value = self.metrics.registry.get_sample_value(
@@ -57,8 +60,9 @@ def env() -> Env:
     core = WebCore(WebStore(":memory:"), T)
     broker = Broker()
     metrics = WebMetrics()
+    hub, auth = Hub(), Auth(TOKEN, {"cabin": CABIN_TOKEN})
     ctx = WebContext(
-        core=core, hub=Hub(), auth=Auth(TOKEN, {"cabin": CABIN_TOKEN}), metrics=metrics,
+        core=core, hub=hub, auth=auth, metrics=metrics,
         categories=categories(load_policy()), publish_feedback=broker.publish,
         connected=lambda: broker.up, clock=lambda: NOW,
     )  # fmt: skip
@@ -73,7 +77,7 @@ def env() -> Env:
     core.handle(T.status(SITE, "kitchen"), node_status("kitchen", mic=-33.0).to_json(),
                 retained=False, now=NOW)  # fmt: skip
     core.store.commit()
-    return Env(TestClient(build_app(ctx)), core, broker, metrics)
+    return Env(TestClient(build_app(ctx)), core, broker, metrics, hub, auth)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +158,33 @@ def test_a_site_token_sees_only_its_site(env: Env) -> None:
                          headers=cabin)  # fmt: skip
     assert fb.status_code == 404
     assert env.broker.sent == []
+
+
+def test_a_site_tokens_live_stream_carries_only_its_site(env: Env) -> None:
+    """Hosted, one display serves many tenants: a site token's stream ticket names only its
+    site, and live updates of every other site never reach it."""
+    cabin = {"Authorization": f"Bearer {CABIN_TOKEN}"}
+    ticket = env.client.post("/api/stream/ticket", headers=cabin).json()["ticket"]
+    grant = env.auth.check_ticket(ticket, NOW)
+    everything = env.auth.check_token(TOKEN)
+    assert grant is not None
+    assert everything is not None
+    assert grant.scope() == ["cabin"]
+    tenant, operator = env.hub.subscribe(grant), env.hub.subscribe(everything)
+    for message in (alert("smoke-2"), alert("cabin-2", site="cabin")):
+        env.hub.publish(env.core.handle(T.alerts(message.site), message.to_json(),
+                                        retained=False, now=NOW))  # fmt: skip
+
+    def received(queue: asyncio.Queue[Update | None]) -> list[str]:
+        ids = []
+        while not queue.empty():
+            update = queue.get_nowait()
+            assert update is not None
+            ids.append(update.record["alert"]["alert_id"])
+        return ids
+
+    assert received(tenant.queue) == ["cabin-2"]
+    assert received(operator.queue) == ["smoke-2", "cabin-2"]
 
 
 def test_nodes_and_categories(env: Env) -> None:

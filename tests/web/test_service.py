@@ -15,6 +15,7 @@ from schemas.topics import Topics
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from tests.support.mosquitto import Mosquitto
+from tests.support.nats import Broker
 from tests.web.conftest import (
     SITE,
     TOKEN,
@@ -69,14 +70,14 @@ async def test_bad_mqtt_input_is_counted_and_good_input_still_flows(
 
 
 async def test_live_stream_and_feedback_round_trip(
-    mosquitto: Mosquitto, topic_root: str, web_settings: WebSettings
+    broker: Broker, topic_root: str, web_settings: WebSettings
 ) -> None:
     topics = Topics(topic_root)
     web = WebService(web_settings, handle_signals=False)
     async with (
         running(web),
-        mqtt_client(mosquitto, "pub") as mqtt,
-        mqtt_client(mosquitto, "listener") as listener,
+        mqtt_client(broker, "pub") as mqtt,
+        mqtt_client(broker, "listener") as listener,
     ):
         await listener.subscribe(topics.feedback(SITE), qos=1)
         await wait_connected(web)
@@ -149,13 +150,13 @@ async def test_feedback_with_the_broker_gone_is_refused_clearly(
 
 
 async def test_alerts_raised_while_the_display_was_down_arrive_when_it_returns(
-    mosquitto: Mosquitto, topic_root: str, web_settings: WebSettings
+    broker: Broker, topic_root: str, web_settings: WebSettings
 ) -> None:
     topics = Topics(topic_root)
     first = WebService(web_settings, handle_signals=False)
     async with running(first):
         await wait_connected(first)  # registers the persistent session
-    async with mqtt_client(mosquitto, "pub") as mqtt:
+    async with mqtt_client(broker, "pub") as mqtt:
         await mqtt.publish(topics.alerts(SITE), alert("while-down").to_json(), qos=1)
     second = WebService(web_settings, handle_signals=False)
     async with running(second):
