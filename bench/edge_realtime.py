@@ -15,7 +15,13 @@ nothing else (no gate, patterns, outbox or MQTT).
 one after the other, and prints them side by side. Targets: every agent under 0.05 CPU s per
 audio s and 150 MB; with mn04 (alone), under 0.01 CPU s per audio s.
 
+``--baseline REF`` runs the agent of another revision too (``git archive REF``, on this
+checkout's interpreter and packages), alternating with this one (``--repeat`` times each,
+medians reported), and prints it and the ratio this / baseline beside each figure. On a shared
+machine the same agent's CPU varies by 2x from one hour to the next; alternated, the ratio holds.
+
     .venv/bin/python -m bench.edge_realtime [--seconds 60] [--model yamnet,mn04,both]
+                                            [--baseline main] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +43,7 @@ import numpy.typing as npt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.revision import export
 from edge.agent.demo import demo_signal
 from edge.agent.models import DEFAULT_CHOICE, KINDS, ModelChoice, load_models
 from edge.agent.windowing import SAMPLE_RATE, WINDOW_SAMPLES, hop_samples
@@ -92,8 +100,12 @@ class _Acker:
         self.client.disconnect()
 
 
-def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = DEFAULT_CHOICE
-              ) -> dict[str, float]:  # fmt: skip
+def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = DEFAULT_CHOICE,
+              tree: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """The agent of this checkout, or of the files under ``tree``, streaming ``audio``."""
+    env = None
+    if tree is not None:  # its packages ahead of this checkout's (an editable install)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
     broker = Mosquitto(workdir / "mosquitto", users={"node": "secret"},
                        acl="user node\ntopic readwrite #\n")  # fmt: skip
     broker.start()
@@ -104,6 +116,7 @@ def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = 
              "--node", "edge", "--outbox", str(workdir / "outbox.sqlite3"),
              "--model", model, "--log-level", "warning"],
             stdin=subprocess.PIPE, preexec_fn=_pin,  # noqa: PLW1509 - affinity before exec
+            cwd=tree, env=env,
         )  # fmt: skip
         assert proc.stdin is not None
         time.sleep(4.0)  # imports, model load, connection
@@ -144,39 +157,96 @@ def run_baseline(audio: npt.NDArray[np.int16], model: ModelChoice = DEFAULT_CHOI
     return {"stream_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+Figures = dict[str, float]
+
+
+def _baseline_tree(ref: str, into: Path) -> Path:
+    try:
+        return export(ref, into)
+    except ValueError as exc:
+        sys.exit(f"edge_realtime: {exc}")
+
+
+def _measure(audio: npt.NDArray[np.int16], model: ModelChoice, repeat: int,
+             baseline: Path | None) -> tuple[Figures, Figures | None]:  # fmt: skip
+    """This agent's figures and the baseline's (medians), runs alternating which goes first."""
+    mine: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
+    for turn in range(repeat):
+        order = [None, baseline] if turn % 2 == 0 else [baseline, None]
+        for tree in order if baseline is not None else [None]:
+            with tempfile.TemporaryDirectory(prefix="soundalert-edge-") as tmp:
+                result = run_agent(audio, Path(tmp), model, tree)
+            (mine if tree is None else theirs).append(result)
+    return _median(mine), _median(theirs) if theirs else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Agent CPU per audio second, and peak RSS.")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio streamed in real time")
     parser.add_argument("--model", default=DEFAULT_CHOICE,
                         help="the agent's model(s), comma-separated")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the agent of this git revision (e.g. main), alternating",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each agent per model (medians are reported)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.model.split(",")]
     if unknown := sorted(set(names) - set(KINDS)):
         sys.exit(f"edge_realtime: unknown model(s) {unknown}: use {', '.join(KINDS)}")
+    if args.repeat < 1:
+        sys.exit("edge_realtime: --repeat must be at least 1")
     models = [m for m in KINDS if m in names]
     audio = _audio(args.seconds)
     seconds = audio.size / SAMPLE_RATE
-    agents, baselines = {}, {}
-    for model in models:
-        with tempfile.TemporaryDirectory(prefix="soundalert-edge-") as tmp:
-            agents[model] = run_agent(audio, Path(tmp), model)
+    agents: dict[str, dict[str, float]] = {}
+    based: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="soundalert-baseline-") as tmp:
+        tree = _baseline_tree(args.baseline, Path(tmp)) if args.baseline else None
+        for model in models:
+            agents[model], theirs = _measure(audio, model, args.repeat, tree)
+            if theirs is not None:
+                based[model] = theirs
     _pin()
-    for model in models:
-        baselines[model] = run_baseline(audio, model)
-    print(f"audio streamed: {seconds:.0f} s per model, one core, the agent as its own process")
+    baselines = {model: run_baseline(audio, model) for model in models}
+    runs = f", median of {args.repeat} runs" if args.repeat > 1 else ""
+    print(f"audio streamed: {seconds:.0f} s per model, one core, the agent as its own process"
+          f"{runs}")  # fmt: skip
+    if based:
+        print(f"beside each agent figure: the agent of {args.baseline} (run alternately), and "
+              f"the ratio this / {args.baseline}")  # fmt: skip
     print(f"{'':<36}" + "".join(f"{m:>10}" for m in models))
-    rows: list[tuple[str, dict[str, float], str]] = [
-        ("agent CPU s per audio s (RTF)", {m: agents[m]["stream_cpu_s"] / seconds
-                                           for m in models}, "10.4f"),
-        ("bare model CPU s per audio s", {m: baselines[m]["stream_cpu_s"] / seconds
-                                          for m in models}, "10.4f"),
-        ("agent CPU s while streaming", {m: agents[m]["stream_cpu_s"] for m in models}, "10.2f"),
-        ("agent CPU s at start-up", {m: agents[m]["startup_cpu_s"] for m in models}, "10.2f"),
-        ("agent peak RSS MB", {m: agents[m]["peak_rss_mb"] for m in models}, "10.1f"),
-        ("agent exit code", {m: agents[m]["returncode"] for m in models}, "10.0f"),
-    ]  # fmt: skip
-    for title, values, spec in rows:
-        print(f"{title:<36}" + "".join(format(values[m], spec) for m in models))
+
+    def agent_row(title: str, key: str, spec: str, scale: float = 1.0) -> None:
+        print(f"{title:<36}" + "".join(format(agents[m][key] * scale, spec) for m in models))
+        if based:
+            ref = str(args.baseline)[:24]
+            print(f"{'  ' + ref:<36}" + "".join(format(based[m][key] * scale, spec)
+                                                 for m in models))  # fmt: skip
+            print(f"{'  this / ' + ref:<36}" + "".join(
+                format(agents[m][key] / based[m][key], "10.2f") if based[m][key] else f"{'-':>10}"
+                for m in models))  # fmt: skip
+
+    agent_row("agent CPU s per audio s (RTF)", "stream_cpu_s", "10.4f", 1 / seconds)
+    print(
+        f"{'bare model CPU s per audio s':<36}"
+        + "".join(format(baselines[m]["stream_cpu_s"] / seconds, "10.4f") for m in models)
+    )
+    agent_row("agent CPU s while streaming", "stream_cpu_s", "10.2f")
+    agent_row("agent CPU s at start-up", "startup_cpu_s", "10.2f")
+    agent_row("agent peak RSS MB", "peak_rss_mb", "10.1f")
+    print(
+        f"{'agent exit code':<36}"
+        + "".join(format(agents[m]["returncode"], "10.0f") for m in models)
+    )
     ok = True
     for model in models:
         rtf = agents[model]["stream_cpu_s"] / seconds
