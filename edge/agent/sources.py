@@ -90,11 +90,6 @@ class Cuts:
                 self._next += self._every
         return out
 
-    @property
-    def to_cut(self) -> int:
-        """Samples still to come before the next block is complete."""
-        return self._next - self._seen
-
     def rest(self) -> Float32Array | None:
         """What no cut completed yet (at the end of the stream), if anything."""
         return self._take() if self._parts else None
@@ -267,9 +262,8 @@ class StdinSource(_ThreadedSource):
         size = round(SAMPLE_RATE * BLOCK_S) * 2
         carry = b""
         while True:
-            want = size if self._cuts is None else max(2, 2 * self._cuts.to_cut - len(carry))
             try:
-                chunk = self._stream.read(want)
+                chunk = self._stream.read(size)
             except (OSError, ValueError):
                 chunk = b""
             if not chunk:
@@ -281,11 +275,6 @@ class StdinSource(_ThreadedSource):
             if whole:
                 x = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
                 self._post_audio(x)
-            if self._cuts is not None and len(chunk) < want:
-                # Caught up with the writer short of the next window's end: sleep until a
-                # block before the rest is due rather than wake for each block the writer
-                # writes (the wake-ups cost more CPU than the reading).
-                time.sleep(max(0.0, (want - len(chunk)) / 2 / SAMPLE_RATE - BLOCK_S))
 
     async def blocks(self) -> AsyncIterator[Float32Array]:
         self._loop = asyncio.get_running_loop()
