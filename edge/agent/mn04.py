@@ -158,14 +158,14 @@ class LogMel:
         np.multiply(view, self._window, out=windowed)
         spectrum = self._buffer("spectrum", (frames, N_FFT // 2 + 1), np.complex128)
         np.fft.rfft(windowed, axis=1, out=spectrum)
-        used = spectrum[:, : self._used]
-        power = self._buffer("power", (frames, self._used), np.float64)
-        square = self._buffer("square", (frames, self._used), np.float64)
+        used = spectrum[:, : self._used].T  # bins x frames: each bin's row contiguous below
+        power = self._buffer("power", (self._used, frames), np.float64)
+        square = self._buffer("square", (self._used, frames), np.float64)
         np.multiply(used.real, used.real, out=power)
         np.multiply(used.imag, used.imag, out=square)
         np.add(power, square, out=power)
         weighted = self._buffer("weighted", (self._bins.size, frames), np.float64)
-        np.take(power.T, self._bins, axis=0, out=weighted)
+        np.take(power, self._bins, axis=0, out=weighted)
         np.multiply(weighted, self._weights, out=weighted)
         mel = self._buffer("mel", (MEL_BANDS, frames), np.float64)
         if self._bands.size < MEL_BANDS:
