@@ -144,7 +144,8 @@ class AgentService:
         Audio is analysed once per window hop (0.48 s), when the next window's last sample
         came, not block by block (0.1 s): each window is classified as soon as before, only the
         pattern detector's verdicts wait up to a hop longer. Each wake-up of the pipeline costs
-        its cache-cold start; five times fewer of them cut the agent's CPU by half.
+        a cache-cold start: fed 0.1 s blocks in real time the pattern detector cost 12-17 ms
+        per audio s on the bench machine, fed 0.5 s blocks 4 ms.
         """
         if self._builder is None:
             start = self.source.start_time
