@@ -341,6 +341,9 @@ class BenchSource:
         self._stream = stream
         self._barrier = barrier
 
+    def align(self, first: int, every: int) -> None:
+        """Blocks stay 0.1 s, with a barrier after each segment (the agent batches them)."""
+
     async def blocks(self) -> AsyncIterator[npt.NDArray[np.float32]]:
         audio = self._stream.audio.astype(np.float32)
         ends = [round((s.end_s + GAP_S) * RATE) for s in self._stream.segments]

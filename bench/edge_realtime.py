@@ -5,7 +5,10 @@ written in real time in 0.1 s blocks (as ``arecord | soundalert agent --stdin`` 
 to a real Mosquitto, with end-to-end delivery: the bench acknowledges every event as the
 aggregator would (a retained DeliveryAck per event), so the agent deletes what is acknowledged.
 CPU is counted from the first audio block to the process's exit (start-up is reported apart);
-peak resident memory is the kernel's high-water mark for the process.
+peak resident memory is the kernel's high-water mark for the process. Wake-ups (voluntary
+context switches, all threads) count how often the agent waited and woke again: on this machine
+each costs a cache-cold start, and unlike CPU time their count does not depend on what else
+runs. Preemptions (involuntary switches) show how disturbed a run was.
 
 Beside it, as a baseline: the same audio through the bare model (the YAMNet interpreter; for
 mn04 its numpy front end and interpreter; for both, both), one inference per 0.48 s hop, with
@@ -15,7 +18,15 @@ nothing else (no gate, patterns, outbox or MQTT).
 one after the other, and prints them side by side. Targets: every agent under 0.05 CPU s per
 audio s and 150 MB; with mn04 (alone), under 0.01 CPU s per audio s.
 
+``--baseline REF`` runs the agent of another revision too (``git archive REF``, on this
+checkout's interpreter and packages), alternating with this one (``--repeat`` times each), and
+prints it and the ratio this / baseline beside each figure. Each figure is the best (lowest) of
+the runs: on a shared machine other processes only ever add to an agent's CPU time (the same
+agent measured 0.016 and 0.075 CPU s per audio s hours apart), and the least disturbed run is
+the closest to what the agent itself costs.
+
     .venv/bin/python -m bench.edge_realtime [--seconds 60] [--model yamnet,mn04,both]
+                                            [--baseline main] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import numpy.typing as npt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.revision import export
 from edge.agent.demo import demo_signal
 from edge.agent.models import DEFAULT_CHOICE, KINDS, ModelChoice, load_models
 from edge.agent.windowing import SAMPLE_RATE, WINDOW_SAMPLES, hop_samples
@@ -67,6 +79,19 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
+def _switches(pid: int) -> tuple[int, int]:
+    """The process's context switches so far, summed over its threads: voluntary (it waited
+    and woke again) and involuntary (preempted by another process)."""
+    counts = [0, 0]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                counts[0] += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                counts[1] += int(line.split()[1])
+    return counts[0], counts[1]
+
+
 def _pin() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
@@ -92,8 +117,12 @@ class _Acker:
         self.client.disconnect()
 
 
-def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = DEFAULT_CHOICE
-              ) -> dict[str, float]:  # fmt: skip
+def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = DEFAULT_CHOICE,
+              tree: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """The agent of this checkout, or of the files under ``tree``, streaming ``audio``."""
+    env = None
+    if tree is not None:  # its packages ahead of this checkout's (an editable install)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
     broker = Mosquitto(workdir / "mosquitto", users={"node": "secret"},
                        acl="user node\ntopic readwrite #\n")  # fmt: skip
     broker.start()
@@ -104,10 +133,12 @@ def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = 
              "--node", "edge", "--outbox", str(workdir / "outbox.sqlite3"),
              "--model", model, "--log-level", "warning"],
             stdin=subprocess.PIPE, preexec_fn=_pin,  # noqa: PLW1509 - affinity before exec
+            cwd=tree, env=env,
         )  # fmt: skip
         assert proc.stdin is not None
         time.sleep(4.0)  # imports, model load, connection
         startup = _cpu_s(proc.pid)
+        woke, preempted = _switches(proc.pid)
         began = time.monotonic()
         for i, at in enumerate(range(0, audio.size, BLOCK)):
             proc.stdin.write(audio[at : at + BLOCK].astype("<i2").tobytes())
@@ -125,6 +156,8 @@ def run_agent(audio: npt.NDArray[np.int16], workdir: Path, model: ModelChoice = 
         "startup_cpu_s": startup,
         "stream_cpu_s": total - startup,
         "peak_rss_mb": usage.ru_maxrss / 1024.0,
+        "wakeups": float(usage.ru_nvcsw - woke),
+        "preemptions": float(usage.ru_nivcsw - preempted),
     }
 
 
@@ -144,39 +177,103 @@ def run_baseline(audio: npt.NDArray[np.int16], model: ModelChoice = DEFAULT_CHOI
     return {"stream_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per figure, the lowest of the runs (interference only adds); the exit code of any run
+    that failed."""
+    best = {key: min(run[key] for run in runs) for key in runs[0]}
+    best["returncode"] = next((run["returncode"] for run in runs if run["returncode"]), 0.0)
+    return best
+
+
+Figures = dict[str, float]
+
+
+def _baseline_tree(ref: str, into: Path) -> Path:
+    try:
+        return export(ref, into)
+    except ValueError as exc:
+        sys.exit(f"edge_realtime: {exc}")
+
+
+def _measure(audio: npt.NDArray[np.int16], model: ModelChoice, repeat: int,
+             baseline: Path | None) -> tuple[Figures, Figures | None]:  # fmt: skip
+    """This agent's figures and the baseline's (best of the runs), alternating which goes
+    first."""
+    mine: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
+    for turn in range(repeat):
+        order = [None, baseline] if turn % 2 == 0 else [baseline, None]
+        for tree in order if baseline is not None else [None]:
+            with tempfile.TemporaryDirectory(prefix="soundalert-edge-") as tmp:
+                result = run_agent(audio, Path(tmp), model, tree)
+            (mine if tree is None else theirs).append(result)
+    return _best(mine), _best(theirs) if theirs else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Agent CPU per audio second, and peak RSS.")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio streamed in real time")
     parser.add_argument("--model", default=DEFAULT_CHOICE,
                         help="the agent's model(s), comma-separated")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the agent of this git revision (e.g. main), alternating",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each agent per model (the best is reported)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.model.split(",")]
     if unknown := sorted(set(names) - set(KINDS)):
         sys.exit(f"edge_realtime: unknown model(s) {unknown}: use {', '.join(KINDS)}")
+    if args.repeat < 1:
+        sys.exit("edge_realtime: --repeat must be at least 1")
     models = [m for m in KINDS if m in names]
     audio = _audio(args.seconds)
     seconds = audio.size / SAMPLE_RATE
-    agents, baselines = {}, {}
-    for model in models:
-        with tempfile.TemporaryDirectory(prefix="soundalert-edge-") as tmp:
-            agents[model] = run_agent(audio, Path(tmp), model)
+    agents: dict[str, dict[str, float]] = {}
+    based: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="soundalert-baseline-") as tmp:
+        tree = _baseline_tree(args.baseline, Path(tmp)) if args.baseline else None
+        for model in models:
+            agents[model], theirs = _measure(audio, model, args.repeat, tree)
+            if theirs is not None:
+                based[model] = theirs
     _pin()
-    for model in models:
-        baselines[model] = run_baseline(audio, model)
-    print(f"audio streamed: {seconds:.0f} s per model, one core, the agent as its own process")
+    baselines = {model: run_baseline(audio, model) for model in models}
+    runs = f", best of {args.repeat} runs" if args.repeat > 1 else ""
+    print(f"audio streamed: {seconds:.0f} s per model, one core, the agent as its own process"
+          f"{runs}")  # fmt: skip
+    if based:
+        print(f"beside each agent figure: the agent of {args.baseline} (run alternately), and "
+              f"the ratio this / {args.baseline}")  # fmt: skip
     print(f"{'':<36}" + "".join(f"{m:>10}" for m in models))
-    rows: list[tuple[str, dict[str, float], str]] = [
-        ("agent CPU s per audio s (RTF)", {m: agents[m]["stream_cpu_s"] / seconds
-                                           for m in models}, "10.4f"),
-        ("bare model CPU s per audio s", {m: baselines[m]["stream_cpu_s"] / seconds
-                                          for m in models}, "10.4f"),
-        ("agent CPU s while streaming", {m: agents[m]["stream_cpu_s"] for m in models}, "10.2f"),
-        ("agent CPU s at start-up", {m: agents[m]["startup_cpu_s"] for m in models}, "10.2f"),
-        ("agent peak RSS MB", {m: agents[m]["peak_rss_mb"] for m in models}, "10.1f"),
-        ("agent exit code", {m: agents[m]["returncode"] for m in models}, "10.0f"),
-    ]  # fmt: skip
-    for title, values, spec in rows:
-        print(f"{title:<36}" + "".join(format(values[m], spec) for m in models))
+
+    def agent_row(title: str, key: str, spec: str, scale: float = 1.0) -> None:
+        print(f"{title:<36}" + "".join(format(agents[m][key] * scale, spec) for m in models))
+        if based:
+            ref = str(args.baseline)[:24]
+            print(f"{'  ' + ref:<36}" + "".join(format(based[m][key] * scale, spec)
+                                                 for m in models))  # fmt: skip
+            print(f"{'  this / ' + ref:<36}" + "".join(
+                format(agents[m][key] / based[m][key], "10.2f") if based[m][key] else f"{'-':>10}"
+                for m in models))  # fmt: skip
+
+    agent_row("agent CPU s per audio s (RTF)", "stream_cpu_s", "10.4f", 1 / seconds)
+    print(
+        f"{'bare model CPU s per audio s':<36}"
+        + "".join(format(baselines[m]["stream_cpu_s"] / seconds, "10.4f") for m in models)
+    )
+    agent_row("agent CPU s while streaming", "stream_cpu_s", "10.2f")
+    agent_row("agent CPU s at start-up", "startup_cpu_s", "10.2f")
+    agent_row("agent peak RSS MB", "peak_rss_mb", "10.1f")
+    agent_row("agent wake-ups per audio s", "wakeups", "10.1f", 1 / seconds)
+    agent_row("agent preemptions per audio s", "preemptions", "10.1f", 1 / seconds)
+    print(
+        f"{'agent exit code':<36}"
+        + "".join(format(agents[m]["returncode"], "10.0f") for m in models)
+    )
     ok = True
     for model in models:
         rtf = agents[model]["stream_cpu_s"] / seconds

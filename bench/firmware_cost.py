@@ -23,18 +23,16 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 from typing import Final
 
+from bench.revision import REPO, export
 from edge.agent.demo import demo_signal
 from edge.dsp import synth
 
 __all__ = ["main"]
 
-REPO: Final = Path(__file__).resolve().parents[1]
 FIRMWARE: Final = Path("firmware") / "rp2040"
 FRAME: Final = 256
 FUNCTIONS: Final = ("sa_dsp_frame", "sa_patterns_step")
@@ -42,11 +40,7 @@ FUNCTIONS: Final = ("sa_dsp_frame", "sa_patterns_step")
 
 def _export(ref: str, into: Path) -> Path:
     """The firmware tree of ``ref`` (git archive of this repository) under ``into``."""
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", ref, str(FIRMWARE)],  # noqa: S607
-                         capture_output=True, check=True).stdout  # fmt: skip
-    with tarfile.open(fileobj=BytesIO(tar)) as archive:
-        archive.extractall(into, filter="data")
-    return into / FIRMWARE
+    return export(ref, into, FIRMWARE) / FIRMWARE
 
 
 def _instructions(cli: Path, raw: Path, function: str, workdir: Path) -> int:

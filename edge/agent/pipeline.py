@@ -186,6 +186,16 @@ class Pipeline:
     def samples_seen(self) -> int:
         return self._windower.samples_seen
 
+    @property
+    def hop(self) -> int:
+        """Samples from one window's start to the next's."""
+        return self._windower.hop
+
+    @property
+    def samples_to_window(self) -> int:
+        """Samples still to feed before the next window is complete (at least 1)."""
+        return self._windower.next_end - self._windower.samples_seen
+
     def take_stats(self) -> PipelineStats:
         stats, self.stats = self.stats, PipelineStats()
         return stats
@@ -195,14 +205,21 @@ class Pipeline:
         if self._context > WINDOW_SAMPLES:
             # Every window this block completes ends after the samples fed before it.
             self._history = np.concatenate((self._history, x))[-(self._context + x.size) :]
-        out: list[Verdict] = []
+        windows: list[Verdict] = []
         for w in self._windower.feed(x):
-            out += self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
-        if self._patterns is not None:
-            for detection in self._patterns.feed(x):
-                self.stats.patterns += 1
-                out.append(PatternVerdict(detection))
-        return out
+            windows += self._analyse(w.index, w.start_sample, w.samples, w.level_dbfs)
+        if self._patterns is None:
+            return windows
+        patterns: list[Verdict] = []
+        for detection in self._patterns.feed(x):
+            self.stats.patterns += 1
+            patterns.append(PatternVerdict(detection))
+        if not patterns or not windows:
+            return windows or patterns
+        # In the order they were decided (a window at its end, a pattern where it was
+        # confirmed; a window first on a tie), so that how the stream was cut into blocks does
+        # not change the events' order.
+        return sorted(windows + patterns, key=_decided)
 
     def _analyse(
         self, index: int, start: int, samples: npt.NDArray[np.float32], level: float
@@ -246,3 +263,9 @@ class Pipeline:
         if lo >= 0:
             return self._history[lo:hi]
         return np.concatenate((np.zeros(-lo, dtype=np.float32), self._history[:hi]))
+
+
+def _decided(verdict: Verdict) -> tuple[int, int]:
+    if isinstance(verdict, WindowVerdict):
+        return verdict.end_sample, 0
+    return verdict.detection.confirmed_sample, 1

@@ -79,6 +79,9 @@ class AgentService:
         self.outbox = settings.open_outbox(settings.outbox_path)
         self._events_topic = self.topics.events(settings.site, settings.node)
         self._builder: EventBuilder | None = None
+        self._held: list[npt.NDArray[np.float32]] = []
+        """Audio received but not yet analysed: it waits for the next window's end."""
+        self._held_samples = 0
         self._stop = asyncio.Event()
         self._source_done = False
         self._started = time.monotonic()
@@ -117,12 +120,14 @@ class AgentService:
 
     # -- audio -> outbox ---------------------------------------------------------------------
     async def _produce(self) -> None:
+        self.source.align(self.pipeline.samples_to_window, self.pipeline.hop)
         try:
             async for block in self.source.blocks():
                 self._consume(block)
                 if self.source.dropped_blocks > self._audio_dropped:
                     self.metrics.audio_dropped.inc(self.source.dropped_blocks - self._audio_dropped)
                     self._audio_dropped = self.source.dropped_blocks
+            self._analyse()  # the end of the stream: what no window completed
         except Exception as exc:  # a source failure ends the agent with a clear line
             self.failure = f"audio source failed: {exc}"
             log.debug("audio source failed", exc_info=True)
@@ -134,6 +139,14 @@ class AgentService:
         self.publisher.wakeup()
 
     def _consume(self, block: npt.NDArray[np.float32]) -> None:
+        """Take a block of the source; analyse what was held once it completes a window.
+
+        Audio is analysed once per window hop (0.48 s), when the next window's last sample
+        came, not block by block (0.1 s): each window is classified as soon as before, only the
+        pattern detector's verdicts wait up to a hop longer. Each wake-up of the pipeline costs
+        a cache-cold start: fed 0.1 s blocks in real time the pattern detector cost 12-17 ms
+        per audio s on the bench machine, fed 0.5 s blocks 4 ms.
+        """
         if self._builder is None:
             start = self.source.start_time
             if start is None:
@@ -144,6 +157,19 @@ class AgentService:
                                          next_seq=self.outbox.meta("next_seq"),
                                          more_sources=[m.source for m in self.models[1:]],
                                          )  # fmt: skip
+        self._held.append(block)
+        self._held_samples += block.size
+        if self._held_samples >= self.pipeline.samples_to_window:
+            self._analyse()
+
+    def _analyse(self) -> None:
+        """Run the pipeline on the held audio and queue the events it yields."""
+        if not self._held:
+            return
+        assert self._builder is not None  # set by the first block
+        block = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        self._held.clear()
+        self._held_samples = 0
         verdicts = self.pipeline.feed(block)
         messages = []
         for verdict in verdicts:

@@ -27,6 +27,7 @@ from edge.agent.windowing import SAMPLE_RATE
 
 __all__ = [
     "AudioSource",
+    "Cuts",
     "MicrophoneSource",
     "SourceError",
     "StdinSource",
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 
 Float32Array = npt.NDArray[np.float32]
 BLOCK_S: Final = 0.1
-_QUEUE_BLOCKS: Final = 300
-"""Blocks (30 s) a live source may run ahead of the pipeline before it drops audio."""
+_QUEUE_S: Final = 30.0
+"""Audio a live source may run ahead of the pipeline before it drops audio."""
 
 
 class SourceError(RuntimeError):
@@ -54,6 +55,48 @@ class AudioSource(Protocol):
     dropped_blocks: int
 
     def blocks(self) -> AsyncIterator[Float32Array]: ...
+
+    def align(self, first: int, every: int) -> None:
+        """Before :meth:`blocks`: the consumer wants blocks that end at stream samples
+        ``first``, ``first + every``, ... (the agent's window ends). A source may ignore it."""
+
+
+class Cuts:
+    """Re-cuts a stream into blocks that end at stream samples ``first``, ``first + every``, ...
+
+    A live source's thread hands the event loop one such block per window hop instead of one
+    per 0.1 s: every wake-up of the loop costs CPU, and only a window's end needs one.
+    """
+
+    def __init__(self, first: int, every: int) -> None:
+        if first < 1 or every < 1:
+            raise ValueError("cuts need first >= 1 and every >= 1")
+        self._next = first
+        self._every = every
+        self._seen = 0
+        self._parts: list[Float32Array] = []
+
+    def add(self, x: Float32Array) -> list[Float32Array]:
+        """Take ``x``; return the blocks it completed (possibly none)."""
+        out = []
+        at = 0
+        while at < x.size:
+            part = x[at : at + self._next - self._seen]
+            self._parts.append(part)
+            self._seen += part.size
+            at += part.size
+            if self._seen == self._next:
+                out.append(self._take())
+                self._next += self._every
+        return out
+
+    def rest(self) -> Float32Array | None:
+        """What no cut completed yet (at the end of the stream), if anything."""
+        return self._take() if self._parts else None
+
+    def _take(self) -> Float32Array:
+        parts, self._parts = self._parts, []
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class _Resampler:
@@ -130,6 +173,9 @@ class WavFileSource:
             raise SourceError(f"cannot read WAV file {path}: {exc} (PCM WAV expected)") from exc
         self._resample = _Resampler(self.rate)
 
+    def align(self, first: int, every: int) -> None:
+        """A replay keeps its 0.1 s blocks (the agent batches them itself)."""
+
     async def blocks(self) -> AsyncIterator[Float32Array]:
         frames = max(1, round(self.rate * BLOCK_S))
         began = time.monotonic()
@@ -159,8 +205,27 @@ class _ThreadedSource:
 
     def __init__(self) -> None:
         self.dropped_blocks = 0
-        self._queue: asyncio.Queue[Float32Array | None] = asyncio.Queue(_QUEUE_BLOCKS)
+        self._queue: asyncio.Queue[Float32Array | None] = asyncio.Queue(round(_QUEUE_S / BLOCK_S))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cuts: Cuts | None = None
+
+    def align(self, first: int, every: int) -> None:
+        self._cuts = Cuts(first, every)
+        self._queue = asyncio.Queue(max(1, round(_QUEUE_S * SAMPLE_RATE / every)))
+
+    def _post_audio(self, x: Float32Array) -> None:
+        """Called from the producer thread: hand over ``x``, re-cut when aligned."""
+        if self._cuts is None:
+            self._post(x)
+            return
+        for block in self._cuts.add(x):
+            self._post(block)
+
+    def _post_end(self) -> None:
+        """Called from the producer thread: the stream ended."""
+        if self._cuts is not None and (rest := self._cuts.rest()) is not None:
+            self._post(rest)
+        self._post(None)
 
     def _offer(self, block: Float32Array | None) -> None:
         """Called on the event loop thread."""
@@ -202,13 +267,14 @@ class StdinSource(_ThreadedSource):
             except (OSError, ValueError):
                 chunk = b""
             if not chunk:
-                self._post(None)
+                self._post_end()
                 return
             data = carry + chunk
             whole = len(data) - len(data) % 2
             carry = data[whole:]
             if whole:
-                self._post(np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0)
+                x = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+                self._post_audio(x)
 
     async def blocks(self) -> AsyncIterator[Float32Array]:
         self._loop = asyncio.get_running_loop()
@@ -243,10 +309,16 @@ class MicrophoneSource(_ThreadedSource):
             self.rate = int(info["default_samplerate"])
         self._resample = _Resampler(self.rate)
 
+    def align(self, first: int, every: int) -> None:
+        """At 16 kHz the audio thread re-cuts; resampled, blocks stay as the device gives them
+        (the agent batches them itself)."""
+        if self.rate == SAMPLE_RATE:
+            super().align(first, every)
+
     def _callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
         if status:
             log.warning("microphone: %s", status)
-        self._post(np.asarray(indata, dtype=np.float32)[:, 0].copy())
+        self._post_audio(np.asarray(indata, dtype=np.float32)[:, 0].copy())
 
     async def blocks(self) -> AsyncIterator[Float32Array]:
         self._loop = asyncio.get_running_loop()

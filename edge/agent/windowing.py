@@ -92,6 +92,11 @@ class Windower:
         self._index = 0
         self.samples_seen = 0
 
+    @property
+    def next_end(self) -> int:
+        """The stream sample the next window ends before: once fed up to there, it is cut."""
+        return self._next_start + WINDOW_SAMPLES
+
     def feed(self, block: npt.ArrayLike) -> list[Window]:
         x = to_float32(block)
         self.samples_seen += x.size

@@ -11,7 +11,13 @@ import pytest
 
 from edge.agent.events import EventBuilder, reportable, yamnet_source
 from edge.agent.labels import LabelMap
-from edge.agent.pipeline import PatternVerdict, Pipeline, PipelineConfig, WindowVerdict
+from edge.agent.pipeline import (
+    PatternVerdict,
+    Pipeline,
+    PipelineConfig,
+    Verdict,
+    WindowVerdict,
+)
 from edge.dsp import synth
 from schemas.decode import decode
 from schemas.messages import ClassificationEvent
@@ -86,6 +92,33 @@ def test_a_t3_alarm_gives_pattern_verdicts_beside_the_windows() -> None:
     assert {p.detection.kind for p in patterns} == {"t3"}
     assert len(patterns) >= 2
     assert patterns[0].detection.onset_seconds == pytest.approx(3.0, abs=0.05)
+
+
+def test_the_verdicts_and_their_order_do_not_depend_on_how_the_stream_is_cut() -> None:
+    """The agent feeds its pipeline once per window hop (at each window's end), not per 0.1 s
+    block: the same verdicts come out, in the order they were decided."""
+    rng = np.random.default_rng(3)
+    mix = synth.mix_at_snr(synth.t3(cycles=3), rng.normal(0, 0.01, 16000 * 16), 10.0,
+                           offset=16000 * 2)  # fmt: skip
+    x = synth.to_int16(mix)
+
+    def blocks(size: int) -> list[Verdict]:
+        pipeline = Pipeline(FakeModel(), NAMES, timer=lambda: 0.0)
+        return [v for at in range(0, x.size, size) for v in pipeline.feed(x[at : at + size])]
+
+    pipeline = Pipeline(FakeModel(), NAMES, timer=lambda: 0.0)
+    at_window_ends: list[Verdict] = []
+    at = 0
+    while at < x.size:
+        cut = min(x.size, at + pipeline.samples_to_window)
+        at_window_ends += pipeline.feed(x[at:cut])
+        at = cut
+    by_block = blocks(1600)
+    assert any(isinstance(v, PatternVerdict) for v in by_block)
+    assert at_window_ends == by_block == blocks(1000)
+    decided = [v.end_sample if isinstance(v, WindowVerdict) else v.detection.confirmed_sample
+               for v in by_block]  # fmt: skip
+    assert decided == sorted(decided)
 
 
 def test_events_have_stable_ids_event_time_and_a_shared_sequence() -> None:

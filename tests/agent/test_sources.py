@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge.agent.features import dominant_hz
-from edge.agent.sources import MicrophoneSource, SourceError, StdinSource, WavFileSource
+from edge.agent.sources import Cuts, MicrophoneSource, SourceError, StdinSource, WavFileSource
 from tests.agent.conftest import AGENT
 from tests.support.mosquitto import free_port
 
@@ -70,6 +70,27 @@ async def test_stdin_reads_s16le_and_ends_at_eof() -> None:
     source = StdinSource(io.BytesIO(samples.tobytes() + b"\x01"))  # and an odd trailing byte
     x = await _collect(source)
     np.testing.assert_allclose(x, samples / 32768.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [1, 1600, 7000, 40000])
+def test_cuts_end_blocks_at_the_window_ends_whatever_comes_in(size: int) -> None:
+    x = np.arange(40000, dtype=np.float32)
+    cuts = Cuts(15600, 7680)
+    blocks = [b for at in range(0, x.size, size) for b in cuts.add(x[at : at + size])]
+    rest = cuts.rest()
+    assert rest is not None
+    assert cuts.rest() is None
+    np.testing.assert_array_equal(np.concatenate([*blocks, rest]), x)
+    assert [int(b[-1]) + 1 for b in blocks] == [15600, 23280, 30960, 38640]
+
+
+async def test_an_aligned_stdin_hands_over_one_block_per_window_end() -> None:
+    samples = (np.arange(40000) % 200 - 100).astype("<i2")
+    source = StdinSource(io.BytesIO(samples.tobytes()))
+    source.align(15600, 7680)
+    blocks = [b async for b in source.blocks()]
+    assert [b.size for b in blocks] == [15600, 7680, 7680, 7680, 1360]
+    np.testing.assert_allclose(np.concatenate(blocks), samples / 32768.0, atol=1e-7)
 
 
 def test_missing_sounddevice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
