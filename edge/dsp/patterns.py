@@ -130,8 +130,7 @@ MIN_PULSE: Final = 3
 HARMONIC_SLACK: Final = 2
 """Frames between a smoke/CO-band beep's onset and a 520 Hz beep's that make it a harmonic."""
 TRAIN_DB: Final = 6.0
-"""The beeps' bins this close to their level where a fourth beep would start, or a fourth beep
-this loud: a beep train (a quieter tonal rise there is the room's sound, not the alarm's)."""
+"""The beeps' bins this close to their level where a fourth beep would start: a beep train."""
 MAX_BIN_SPREAD: Final = 2
 LOW_BIN_SPREAD: Final = 1
 BEEP_WAIT: Final = 4
@@ -375,16 +374,17 @@ class _BeepMatcher:
             return None
         last = c.pulses[-1]
         soonest = last.start + min(_periods(c.pulses)) - self.t.period_spread
-        quietest = min(q.peak_db for q in c.pulses)
-        if soonest <= frame and float(tri_db[last.tone.bin]) >= quietest - TRAIN_DB:
-            # The beeps' bins sound again where a fourth beep would: tonal or not (clipped, or
-            # through a phone's gain control, a beep's first frames may not be), it is not the
-            # pause a T3 cycle needs.
-            self.candidate = None
-            return None
+        if soonest <= frame:
+            quietest = min(q.peak_db for q in c.pulses)
+            if float(tri_db[last.tone.bin]) >= quietest - TRAIN_DB:
+                # The beeps' bins sound again where a fourth beep would: tonal or not (clipped,
+                # or through a phone's gain control, a beep's first frames may not be), it is
+                # not the pause a T3 cycle needs.
+                self.candidate = None
+                return None
         for o in onsets:
             if soonest <= o.start < c.deadline and o.tone.same(last.tone):
-                if o.on_frames >= MIN_PULSE and o.peak_db >= quietest - TRAIN_DB:
+                if o.on_frames >= MIN_PULSE:
                     self.candidate = None  # a fourth beep: a beep train
                     return None
                 if frame - o.start < MIN_PULSE:

@@ -251,11 +251,11 @@ static bool beeps_step(sa_beeps_t *m, uint32_t frame, const sa_onset_t *onsets, 
     uint32_t p1 = m->cand[1].start - m->cand[0].start;
     uint32_t p2 = last->start - m->cand[1].start;
     uint32_t soonest = last->start + (p1 < p2 ? p1 : p2) - t->period_spread;
-    int32_t quietest = m->cand[0].peak_cdb;
-    for (int i = 1; i < 3; i++) {
-        quietest = m->cand[i].peak_cdb < quietest ? m->cand[i].peak_cdb : quietest;
-    }
     if (soonest <= frame) {
+        int32_t quietest = m->cand[0].peak_cdb;
+        for (int i = 1; i < 3; i++) {
+            quietest = m->cand[i].peak_cdb < quietest ? m->cand[i].peak_cdb : quietest;
+        }
         if (sa_features_tri_cdb(f, last->tone.bin) >= quietest - SA_TRAIN_CDB) {
             /* The beeps' bins sound again where a fourth beep would: tonal or not (clipped, or
              * through a phone's gain control, a beep's first frames may not be), it is not the
@@ -267,8 +267,8 @@ static bool beeps_step(sa_beeps_t *m, uint32_t frame, const sa_onset_t *onsets, 
     for (int i = 0; i < n_onsets; i++) {
         const sa_onset_t *o = &onsets[i];
         if (o->start >= soonest && o->start < m->deadline && same_tone(o->tone, last->tone)) {
-            if (o->on_frames >= SA_MIN_PULSE && o->peak_cdb >= quietest - SA_TRAIN_CDB) {
-                m->pending = false; /* a fourth beep as loud: a beep train */
+            if (o->on_frames >= SA_MIN_PULSE) {
+                m->pending = false; /* a fourth beep: a beep train */
                 return false;
             }
             if (frame - o->start < SA_MIN_PULSE) {
