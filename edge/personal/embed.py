@@ -1,0 +1,56 @@
+"""Audio to YAMNet embeddings, on the node that heard it: the only place audio is touched.
+
+The examples of a sound to learn are cut into windows exactly as the agent cuts a stream
+(0.975 s every 0.48 s), and each window's 1024-d embedding and level are kept; the audio is not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.agent.sources import read_wav
+from edge.agent.windowing import DEFAULT_HOP_S, SAMPLE_RATE, Windower, hop_samples, to_float32
+
+__all__ = ["Embedder", "embed_audio", "embed_wav"]
+
+
+class _Output(Protocol):
+    @property
+    def embedding(self) -> npt.NDArray[np.float32] | None: ...
+
+
+class Embedder(Protocol):
+    def __call__(self, window: npt.NDArray[np.float32], /) -> _Output: ...
+
+
+def embed_audio(
+    model: Embedder, audio: npt.ArrayLike, *, hop_s: float = DEFAULT_HOP_S
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """(embeddings (n, 1024), levels in dBFS (n,)) of 16 kHz mono audio's windows."""
+    rows: list[npt.NDArray[np.float32]] = []
+    levels: list[float] = []
+    for window in Windower(hop_samples(hop_s)).feed(to_float32(audio)):
+        embedding = model(window.samples).embedding
+        if embedding is None:
+            raise ValueError("the model gives no embedding")
+        rows.append(embedding.astype(np.float32))
+        levels.append(window.level_dbfs)
+    if not rows:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
+    return np.stack(rows), np.asarray(levels, np.float32)
+
+
+def embed_wav(
+    model: Embedder, path: Path
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A WAV file's window embeddings and levels (resampled to 16 kHz when it is not)."""
+    audio, rate = read_wav(path)
+    if rate != SAMPLE_RATE:
+        import soxr  # noqa: PLC0415 - only for files at another rate
+
+        audio = np.asarray(soxr.resample(audio, rate, SAMPLE_RATE), np.float32)
+    return embed_audio(model, audio)
