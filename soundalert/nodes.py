@@ -73,12 +73,14 @@ def node_username(site: str, node: str) -> str:
 
 
 def node_acl(root: str, site: str, node: str) -> list[str]:
-    """A node may publish under its own topics (events, features, status and its last will)
-    and read only the aggregator's acknowledgements of its own events (end-to-end delivery)."""
+    """A node may publish under its own topics (events, features, status and its last will),
+    read only the aggregator's acknowledgements of its own events (end-to-end delivery), and
+    read and publish its site's learned sounds (sound packs)."""
     return [
         f"user {node_username(site, node)}",
         f"topic write {root}/{site}/{node}/#",
         f"topic read {root}/{site}/{node}/ack",
+        f"topic readwrite {root}/{site}/sounds/+",
     ]
 
 
@@ -89,6 +91,7 @@ def _service_acls(root: str) -> dict[str, list[str]]:
             f"topic read {root}/+/+/events",
             f"topic read {status}",
             f"topic read {root}/+/feedback",
+            f"topic read {root}/+/sounds/+",
             f"topic write {root}/+/alerts",
             f"topic write {root}/+/alerts/+/state",
             f"topic write {root}/+/+/ack",

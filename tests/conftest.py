@@ -14,7 +14,7 @@ SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
 
 # Services read and write everything; a node may only write under its own node id, in any site,
-# and read its own delivery acknowledgements.
+# read its own delivery acknowledgements, and read and write its site's learned sounds.
 DEFAULT_ACL = "\n".join(
     [
         f"user {SERVICE_USER}",
@@ -24,6 +24,8 @@ DEFAULT_ACL = "\n".join(
         "pattern write test/+/v1/+/%u/#",
         "pattern read soundalert/v1/+/%u/ack",
         "pattern read test/+/v1/+/%u/ack",
+        "pattern readwrite soundalert/v1/+/sounds/+",
+        "pattern readwrite test/+/v1/+/sounds/+",
         "",
     ]
 )

@@ -136,6 +136,10 @@ class NodePublisher:
         self._stats = stats
         self._finished = finished
         self._on_finished = on_finished
+        self._subscriptions: list[str] = []
+        self._on_message: Callable[[str, bytes], None] | None = None
+        self.subscribed = asyncio.Event()
+        """Set once the extra subscriptions were made (on the first connection)."""
         self._wakeup = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._ever_connected = False
@@ -147,6 +151,13 @@ class NodePublisher:
         for reason in ("earlier_life", "malformed_json", "schema_violation", "topic_mismatch"):
             metrics.acks_ignored.labels(reason)
         self._update_gauges()
+
+    def add_subscription(self, topic_filter: str, handler: Callable[[str, bytes], None]
+                         ) -> None:  # fmt: skip
+        """Subscribe to ``topic_filter`` on every connection and hand its messages (topic,
+        payload; an empty payload is a cleared retained message) to ``handler``."""
+        self._subscriptions.append(topic_filter)
+        self._on_message = handler
 
     # -- the producer's side -----------------------------------------------------------------
     def queue(self, messages: list[OutboxMessage], meta: dict[str, int] | None = None) -> None:
@@ -234,6 +245,9 @@ class NodePublisher:
         try:
             if self.delivery == "end-to-end":
                 await client.subscribe(self.ack_topic, qos=1, timeout=timeout)
+            for topic_filter in self._subscriptions:
+                await client.subscribe(topic_filter, qos=1, timeout=timeout)
+            self.subscribed.set()
             self._status_changed.clear()
             await client.publish(self.status_topic, self._status_json(self.state, None), qos=1,
                                  retain=True, timeout=timeout)  # fmt: skip
@@ -262,8 +276,12 @@ class NodePublisher:
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Takes acks; raises :class:`aiomqtt.MqttError` as soon as the connection drops."""
         async for message in client.messages:
-            if message.topic.value == self.ack_topic and isinstance(message.payload, bytes):
+            if not isinstance(message.payload, bytes):
+                continue
+            if message.topic.value == self.ack_topic:
                 self.take_ack(message.payload)
+            elif self._on_message is not None:
+                self._on_message(message.topic.value, message.payload)
 
     def take_ack(self, payload: bytes) -> None:
         """Apply one ack payload: delete what it covers, count what was wrong with it."""

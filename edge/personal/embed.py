@@ -13,7 +13,14 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.agent.sources import read_wav
-from edge.agent.windowing import DEFAULT_HOP_S, SAMPLE_RATE, Windower, hop_samples, to_float32
+from edge.agent.windowing import (
+    DEFAULT_HOP_S,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    Windower,
+    hop_samples,
+    to_float32,
+)
 
 __all__ = ["Embedder", "embed_audio", "embed_wav"]
 
@@ -30,10 +37,14 @@ class Embedder(Protocol):
 def embed_audio(
     model: Embedder, audio: npt.ArrayLike, *, hop_s: float = DEFAULT_HOP_S
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(embeddings (n, 1024), levels in dBFS (n,)) of 16 kHz mono audio's windows."""
+    """(embeddings (n, 1024), levels in dBFS (n,)) of 16 kHz mono audio's windows (audio
+    shorter than one window is padded with silence to one)."""
     rows: list[npt.NDArray[np.float32]] = []
     levels: list[float] = []
-    for window in Windower(hop_samples(hop_s)).feed(to_float32(audio)):
+    samples = to_float32(audio)
+    if 0 < samples.size < WINDOW_SAMPLES:
+        samples = np.concatenate((samples, np.zeros(WINDOW_SAMPLES - samples.size, np.float32)))
+    for window in Windower(hop_samples(hop_s)).feed(samples):
         embedding = model(window.samples).embedding
         if embedding is None:
             raise ValueError("the model gives no embedding")

@@ -1,0 +1,162 @@
+"""The learner, sound packs and the node's sound book, on real YAMNet embeddings."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge.agent.model import EMBEDDING_DIMS, YamnetModel
+from edge.personal.embed import embed_audio
+from edge.personal.learner import Learned, learn, sound_windows
+from edge.personal.packs import SoundBook, model_of, pack_of
+from schemas.decode import Reason, Rejected, decode
+from schemas.soundpack import EmbeddingSpec, SoundPack
+from schemas.topics import ParsedTopic
+from tests.agent.conftest import background_bed
+from tests.personal.sounds import recording
+
+Matrix = npt.NDArray[np.float32]
+TOPIC = ParsedTopic("sound_pack", "home", category="microwave")
+
+
+@cache
+def _model() -> YamnetModel:
+    return YamnetModel()
+
+
+def _spec() -> EmbeddingSpec:
+    return EmbeddingSpec(model="yamnet", version=_model().version, dims=EMBEDDING_DIMS)
+
+
+@cache
+def _example(seed: int) -> tuple[Matrix, npt.NDArray[np.float32]]:
+    return embed_audio(_model(), recording(seed))
+
+
+@cache
+def _background(seed: int, seconds: float = 30.0) -> Matrix:
+    emb, _ = embed_audio(_model(), background_bed(seconds, seed=seed))
+    return emb
+
+
+def _learned(seeds: range = range(5)) -> Learned:
+    examples = [sound_windows(*_example(s)) for s in seeds]
+    return learn("microwave", examples, _background(1))
+
+
+def test_a_sound_learned_from_five_examples_is_heard_in_a_sixth_and_not_in_the_room() -> None:
+    learned = _learned()
+    model = learned.model
+    sixth = sound_windows(*_example(6))
+    assert model.accepts(sixth).any(), model.similarity(sixth)
+    other_room = _background(7, 60.0)  # background recordings it never learned from
+    taken = model.accepts(other_room)
+    assert taken.mean() <= 0.02, f"{taken.sum()} of {taken.size} background windows taken"
+    q = learned.quality
+    assert (q.examples, q.leave_one_out) == (5, 1.0)
+    assert q.warnings == (), q.warnings
+    assert any("leave-one-out: 100%" in line for line in q.lines())
+
+
+def test_one_example_learns_with_a_warning_and_a_stricter_threshold() -> None:
+    one = learn("microwave", [sound_windows(*_example(0))], _background(1))
+    five = _learned()
+    assert one.quality.leave_one_out is None
+    assert any("at least 3" in w for w in one.quality.warnings)
+    assert one.model.threshold >= 0.7 or one.model.threshold >= five.model.threshold
+
+
+def test_no_background_and_a_sound_too_alike_a_known_one_are_warned_about() -> None:
+    first = _learned()
+    again = learn("oven_timer", [sound_windows(*_example(s)) for s in range(10, 14)],
+                  np.zeros((0, 0), np.float32), known={"microwave": first.model})  # fmt: skip
+    warnings = " ".join(again.quality.warnings)
+    assert "no background" in warnings
+    assert "too alike 'microwave'" in warnings
+    assert again.quality.nearest == "microwave"
+
+
+def test_silent_examples_are_refused() -> None:
+    silent = np.zeros(3 * 16000, np.float32)
+    emb, lev = embed_audio(_model(), silent)
+    with pytest.raises(ValueError, match="no example holds a window of sound"):
+        learn("microwave", [sound_windows(emb, lev)], _background(1))
+
+
+def test_a_pack_round_trips_and_decides_as_the_model_it_came_from() -> None:
+    learned = _learned()
+    pack = pack_of(learned, site="home", node="kitchen", title="Microwave", version=1,
+                   embedding=_spec())  # fmt: skip
+    payload = pack.to_json()
+    assert len(payload) < 64 * 1024
+    again = decode(SoundPack, payload, TOPIC)
+    model = model_of(again)
+    probe = np.concatenate([sound_windows(*_example(6)), _background(7)])
+    # float16 weights: the same decisions as the float32 model
+    assert (model.accepts(probe) == learned.model.accepts(probe)).mean() >= 0.99
+
+
+def _payload_with(**changes: object) -> bytes:
+    pack = pack_of(_learned(), site="home", node="kitchen", title="Microwave", version=1,
+                   embedding=_spec())  # fmt: skip
+    doc = json.loads(pack.to_json())
+    for path, value in changes.items():
+        where = doc
+        *parents, last = path.split("__")
+        for key in parents:
+            where = where[key]
+        where[last] = value
+    return json.dumps(doc).encode()
+
+
+def _flipped(text: str) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[10] ^= 0x40
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"schema": "soundalert.soundpack/2"}, Reason.UNKNOWN_SCHEMA_VERSION),
+        ({"embedding__model": "vggish"}, Reason.WRONG_EMBEDDING_MODEL),
+        ({"embedding__dims": 512}, Reason.CORRUPT_WEIGHTS),  # the matrices are not 512-d
+        ({"weights__sha256": "0" * 64}, Reason.CORRUPT_WEIGHTS),
+        ({"weights__prototypes": "not base64!"}, Reason.CORRUPT_WEIGHTS),
+        ({"sound": "oven"}, Reason.TOPIC_MISMATCH),
+    ],
+)
+def test_bad_packs_are_refused_with_their_reason(changes: dict[str, object], reason: Reason
+                                                 ) -> None:  # fmt: skip
+    with pytest.raises(Rejected) as caught:
+        decode(SoundPack, _payload_with(**changes), TOPIC)
+    assert caught.value.reason == reason, caught.value
+
+
+def test_weights_damaged_in_transit_are_refused_even_with_a_matching_length() -> None:
+    pack = json.loads(_payload_with())
+    pack["weights"]["background"] = _flipped(pack["weights"]["background"])
+    with pytest.raises(Rejected) as caught:
+        decode(SoundPack, json.dumps(pack).encode(), TOPIC)
+    assert caught.value.reason == Reason.CORRUPT_WEIGHTS
+
+
+def test_the_sound_book_counts_what_it_refuses_and_recognises_what_it_holds() -> None:
+    refused: Counter[str] = Counter()
+    book = SoundBook("home", _spec(), rejected=lambda reason: refused.update([reason]))
+    other_yamnet = _payload_with(embedding__version="0123456789ab")
+    assert book.take(TOPIC, other_yamnet) is None
+    assert book.take(TOPIC, b"{not json") is None
+    assert refused == {"wrong_embedding_model": 1, "malformed_json": 1}
+    assert book.take(TOPIC, _payload_with()) == "learned microwave v1"
+    sixth = sound_windows(*_example(6))
+    found = [book.match(row) for row in sixth]
+    assert any(f is not None and f[0] == "microwave" and f[1] >= 0.5 for f in found), found
+    assert book.take(TOPIC, b"") == "removed microwave"
+    assert all(book.match(row) is None for row in sixth)
