@@ -31,7 +31,7 @@ import argparse
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -148,6 +148,8 @@ class Tally:
     negative_windows: int = 0
     unknown_false: int = 0
     unknown_segments: int = 0
+    per_sound: dict[str, list[int]] = field(default_factory=dict)
+    """sound -> [correct, targets]"""
 
 
 def _predict(models: list[SoundModel], segment: Matrix) -> tuple[str | None, int]:
@@ -207,6 +209,9 @@ def _draw(recordings: list[Recording], shots: int, rng: np.random.Generator,
                 got, _ = _predict(enrolled, seg)
                 tally.targets += 1
                 tally.correct += got == sound
+                mine = tally.per_sound.setdefault(sound, [0, 0])
+                mine[0] += got == sound
+                mine[1] += 1
     for rec in negatives:
         for seg, _ in rec.segments(sound_only=False):
             got, taken = _predict(enrolled, seg)
@@ -243,8 +248,14 @@ def evaluate(recordings: list[Recording], draws: int, seed: int = 0
                 break
             done += 1
             per_draw.append(tally.correct / max(1, tally.targets))
-            for name in vars(total):
-                setattr(total, name, getattr(total, name) + getattr(tally, name))
+            for name, value in vars(tally).items():
+                if name == "per_sound":
+                    for sound, (c, t) in value.items():
+                        both = total.per_sound.setdefault(sound, [0, 0])
+                        both[0] += c
+                        both[1] += t
+                else:
+                    setattr(total, name, getattr(total, name) + value)
         if not done:
             continue
         out[shots] = {
@@ -257,7 +268,9 @@ def evaluate(recordings: list[Recording], draws: int, seed: int = 0
             "unknown_accepted": total.unknown_false / max(1, total.unknown_segments),
             "targets": total.targets / done,
             "negative_segments": total.negative_segments / done,
-        }
+            **{f"accuracy: {sound}": c / max(1, t) for sound, (c, t) in
+               sorted(total.per_sound.items())},
+        }  # fmt: skip
     return out
 
 
@@ -314,6 +327,11 @@ def main() -> None:
               f"{100 * r['false_acceptance_segments']:>6.2f}% "
               f"{100 * r['false_acceptance_windows']:>8.2f}% "
               f"{100 * r['unknown_accepted']:>7.1f}%")  # fmt: skip
+    sounds = sorted(k for k in next(iter(result.values()), {}) if k.startswith("accuracy: "))
+    print("per sound, accuracy at " + ", ".join(f"{k} shots" for k in result) + ":")
+    for key in sounds:
+        print(f"  {key.removeprefix('accuracy: '):<16}"
+              + " ".join(f"{100 * r.get(key, 0):>5.0f}%" for r in result.values()))  # fmt: skip
     five = result.get(5)
     if five is not None:
         ok = five["accuracy"] >= TARGET_ACCURACY and (

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.messages import Alert, ClassificationEvent, DeliveryAck, Feedback, NodeStatus
-from schemas.soundpack import EMBEDDING_MODELS, SoundPack
+from schemas.soundpack import LearnRequest, SoundPack
 from schemas.topics import ParsedTopic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "Reason", "Rejected", "decode"]
@@ -29,6 +29,7 @@ _SCHEMA_FAMILY = {
     Alert: "soundalert.alert/",
     DeliveryAck: "soundalert.ack/",
     SoundPack: "soundalert.soundpack/",
+    LearnRequest: "soundalert.learn/",
 }
 _SCORE_ERRORS = frozenset({"finite_number", "greater_than_equal", "less_than_equal"})
 
@@ -84,6 +85,8 @@ def _classify(model: type[BaseModel], payload: bytes, exc: ValidationError) -> R
             if isinstance(got, str) and family and got.startswith(family):
                 return Rejected(Reason.UNKNOWN_SCHEMA_VERSION, f"schema {got!r} not supported")
     for err in errors:
+        if "embedding:" in str(err["msg"]):
+            return Rejected(Reason.WRONG_EMBEDDING_MODEL, str(err["msg"]))
         if err["loc"][:1] == ("weights",) or "weights:" in str(err["msg"]):
             return Rejected(Reason.CORRUPT_WEIGHTS, f"{_where(err['loc'])}: {err['msg']}")
     for err in errors:
@@ -133,10 +136,4 @@ def decode(model: type[M], payload: bytes, topic: ParsedTopic | None = None) -> 
         if topic.kind == "sound_pack" and sound != topic.category:
             raise Rejected(Reason.TOPIC_MISMATCH, f"payload sound {sound!r}, topic "
                            f"{topic.category!r}")  # fmt: skip
-    if isinstance(message, SoundPack):
-        spec = message.embedding
-        if EMBEDDING_MODELS.get(spec.model) != spec.dims:
-            raise Rejected(Reason.WRONG_EMBEDDING_MODEL, f"learned with {spec.model!r} "
-                           f"({spec.dims}-d); known: " + ", ".join(
-                               f"{m} ({d}-d)" for m, d in EMBEDDING_MODELS.items()))  # fmt: skip
     return message

@@ -19,7 +19,7 @@ from schemas.messages import (
     Feedback,
     NodeStatus,
 )
-from schemas.soundpack import SoundPack
+from schemas.soundpack import LearnRequest, SoundPack
 
 __all__ = ["MODELS", "render", "write"]
 
@@ -32,6 +32,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "category_state.v1.schema.json": CategoryState,
     "ack.v1.schema.json": DeliveryAck,
     "soundpack.v1.schema.json": SoundPack,
+    "learn.v1.schema.json": LearnRequest,
 }
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from schemas.common import Figures, Id, Message, NodeId, UtcDatetime
+from schemas.common import EventId, Figures, Id, Message, NodeId, UtcDatetime
 from schemas.messages import Priority
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_PROTOTYPES",
     "PERSONAL_KIND",
     "EmbeddingSpec",
+    "LearnRequest",
     "SoundPack",
     "Weights",
     "decode_matrix",
@@ -47,7 +48,7 @@ MAX_PROTOTYPES: Final = 10
 MAX_BACKGROUND: Final = 8
 _UNIT_TOLERANCE: Final = 0.02
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
-_NODE_KINDS: Final = frozenset({"events", "features", "status", "ack"})
+_NODE_KINDS: Final = frozenset({"events", "features", "status", "ack", "learn"})
 
 
 def _not_a_topic_kind(value: str) -> str:
@@ -132,6 +133,10 @@ class SoundPack(Message):
     @model_validator(mode="after")
     def _weights_are_whole(self) -> SoundPack:
         dims = self.embedding.dims
+        if EMBEDDING_MODELS.get(self.embedding.model) != dims:
+            known = ", ".join(f"{m} ({d}-d)" for m, d in EMBEDDING_MODELS.items())
+            raise ValueError(f"embedding: learned with {self.embedding.model!r} ({dims}-d); "
+                             f"known: {known}")  # fmt: skip
         w = self.weights
         try:
             centre = decode_matrix(w.centre, dims)
@@ -158,3 +163,30 @@ class SoundPack(Message):
         w = self.weights
         return (decode_matrix(w.centre, dims)[0], decode_matrix(w.prototypes, dims),
                 decode_matrix(w.background, dims))  # fmt: skip
+
+
+class LearnRequest(Message):
+    """ "This was my ...": learn a sound from what one node heard between two times.
+
+    Published (not retained) on ``<root>/<site>/<node>/learn`` by the display; the node learns
+    from the embeddings it kept of those windows (a rolling buffer of its recent windows:
+    embeddings, never audio) and publishes the sound pack like ``soundalert sounds learn``."""
+
+    schema_: Literal["soundalert.learn/1"] = Field(default="soundalert.learn/1", alias="schema")
+    request_id: EventId
+    site: Id
+    node: NodeId = Field(description="The node that heard the sound.")
+    sound: SoundId
+    title: str = Field(min_length=1, max_length=200)
+    heard_from: UtcDatetime = Field(description="Event time the sound began (its alert's).")
+    heard_to: UtcDatetime = Field(description="...and ended.")
+    priority: Priority = "normal"
+    by: str = Field(default="", max_length=64, description="Who asked.")
+    at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LearnRequest:
+        span = (self.heard_to - self.heard_from).total_seconds()
+        if not 0 <= span <= 600:
+            raise ValueError(f"heard_to - heard_from is {span:.0f} s, not 0 to 600 s")
+        return self

@@ -8,6 +8,7 @@ Layout under a root (default ``soundalert/v1``)::
     <root>/<site>/alerts/<category>/state     retained CategoryState
     <root>/<site>/feedback                    Feedback from people
     <root>/<site>/sounds/<sound>              retained SoundPack (a learned sound); empty: removed
+    <root>/<site>/<node>/learn                LearnRequest, display -> node ("this was my ...")
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ TopicKind = Literal[
     "feedback",
     "service_status",
     "sound_pack",
+    "learn",
 ]
 SERVICES_LEVEL = "_services"
 _ID = re.compile(ID_PATTERN)
-_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status", "ack"})
+_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status", "ack", "learn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,10 @@ class Topics:
 
     def feedback(self, site: str) -> str:
         return f"{self.root}/{_check(site, 'site')}/feedback"
+
+    def learn(self, site: str, node: str) -> str:
+        """:class:`~schemas.soundpack.LearnRequest` for one node ("this was my ...")."""
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/learn"
 
     def sound_pack(self, site: str, sound: str) -> str:
         """Retained :class:`~schemas.soundpack.SoundPack` of one learned sound of a site."""

@@ -130,6 +130,13 @@ class AgentMetrics(PublisherMetrics):
             ["reason"],
             registry=r,
         )
+        self.learn_requests = Counter(
+            "soundalert_learn_requests_total",
+            "'This was my ...' requests, by result: learned, no_windows, or the reason the "
+            "request was refused.",
+            ["result"],
+            registry=r,
+        )
         self.personal_detections = Counter(
             "soundalert_personal_detections_total",
             "Windows recognised as a learned sound.",

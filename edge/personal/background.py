@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BackgroundBuffer", "background_path", "load_background"]
+__all__ = ["BackgroundBuffer", "RecentWindows", "background_path", "load_background"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ KEEP: Final = 600
 SAVED: Final = 120
 """Windows saved (spread evenly over those kept)."""
 SAVE_EVERY_S: Final = 30.0
+RECENT: Final = 1250
+"""Windows kept for "this was my ...": 10 minutes (2.5 MB of float16 embeddings)."""
 
 
 def background_path(state_dir: Path, node: str) -> Path:
@@ -77,3 +79,27 @@ class BackgroundBuffer:
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("could not save the background embeddings to %s: %s", self.path, exc)
+
+
+class RecentWindows:
+    """The embeddings of a node's latest windows with their event times and levels, for
+    "this was my ...": learning from what the node heard, after the fact."""
+
+    def __init__(self, keep: int = RECENT) -> None:
+        self._rows: deque[tuple[float, float, float, npt.NDArray[np.float16]]] = deque(maxlen=keep)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, start: float, end: float, level: float,
+            embedding: npt.NDArray[np.float32]) -> None:  # fmt: skip
+        self._rows.append((start, end, level, embedding.astype(np.float16)))
+
+    def between(self, start: float, end: float
+                ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:  # fmt: skip
+        """(embeddings, levels) of the windows that overlap [start, end] (event time, s)."""
+        rows = [(lev, emb) for s, e, lev, emb in self._rows if e > start and s < end]
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
+        return (np.stack([emb for _, emb in rows]).astype(np.float32),
+                np.asarray([lev for lev, _ in rows], np.float32))  # fmt: skip

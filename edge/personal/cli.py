@@ -144,10 +144,19 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
     name: Annotated[str, typer.Option("--name", help="What the sound is called: 'Microwave'.")],
     examples: Annotated[
         list[Path] | None,
-        typer.Option(
-            "--examples", help="WAV files, one example each (3 to 10).", exists=True, dir_okay=False
+        typer.Argument(
+            help="WAV files, one example each (3 to 10).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
         ),
     ] = None,
+    _examples_flag: Annotated[
+        bool,
+        typer.Option(
+            "--examples", help="Optional marker before the WAV files: --examples a.wav b.wav ..."
+        ),
+    ] = False,
     record: Annotated[
         int, typer.Option("--record", min=0, max=10, help="Record this many from the mic.")
     ] = 0,

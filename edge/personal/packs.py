@@ -18,19 +18,27 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from edge.personal.learner import Learned, SoundModel, match
+from edge.personal.learner import Learned, SoundModel, learn, match, sound_windows
 from schemas.common import utc_now
 from schemas.decode import Reason, Rejected, decode
 from schemas.messages import Priority, Source
-from schemas.soundpack import EmbeddingSpec, SoundPack, Weights, encode_matrix
+from schemas.soundpack import EmbeddingSpec, LearnRequest, SoundPack, Weights, encode_matrix
 from schemas.topics import ParsedTopic
 
-__all__ = ["PERSONAL_MODEL", "SoundBook", "model_of", "pack_of", "personal_source"]
+__all__ = [
+    "PERSONAL_MODEL",
+    "SoundBook",
+    "learn_from_windows",
+    "model_of",
+    "pack_of",
+    "personal_source",
+]
 
 log = logging.getLogger(__name__)
 
 PERSONAL_MODEL: Final = "soundalert-personal"
 _TRUNCATE: Final = 200
+_EXAMPLES_FROM_ONE_SOUND: Final = 5
 
 
 def personal_source() -> Source:
@@ -129,8 +137,39 @@ class SoundBook:
                            f"learned with {spec.model} {spec.version} ({spec.dims}-d); this "
                            f"node runs {mine.model} {mine.version} ({mine.dims}-d)")  # fmt: skip
 
+    @property
+    def models(self) -> dict[str, SoundModel]:
+        return {sound: h.model for sound, h in self._held.items()}
+
+    def version_of(self, sound: str) -> int:
+        held = self._held.get(sound)
+        return 0 if held is None else held.pack.version
+
     def match(self, embedding: npt.NDArray[np.float32]) -> tuple[str, float] | None:
         """The learned sound a window's embedding is, with its label score, or None."""
         if not self._held:
             return None
         return match([h.model for h in self._held.values()], embedding.reshape(1, -1))
+
+
+def learn_from_windows(
+    request: LearnRequest,
+    embeddings: npt.NDArray[np.float32],
+    levels: npt.NDArray[np.float32],
+    background: npt.NDArray[np.float32],
+    book: SoundBook,
+) -> tuple[SoundPack, Learned]:
+    """ "This was my ...": the sound pack learned from the windows a node kept of one sound
+    (its windows of sound, in up to five chronological pieces, each an example).
+
+    Raises ``ValueError`` when none of those windows holds the sound."""
+    windows = sound_windows(embeddings, levels) if embeddings.size else embeddings
+    if not windows.shape[0]:
+        raise ValueError("this node kept no window of sound at that time (more than 10 "
+                         "minutes ago, or too quiet)")  # fmt: skip
+    pieces = np.array_split(windows, min(_EXAMPLES_FROM_ONE_SOUND, windows.shape[0]))
+    learned = learn(request.sound, pieces, background, known=book.models)
+    pack = pack_of(learned, site=request.site, node=request.node, title=request.title,
+                   version=book.version_of(request.sound) + 1, embedding=book.embedding,
+                   priority=request.priority)  # fmt: skip
+    return pack, learned

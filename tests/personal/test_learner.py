@@ -126,7 +126,7 @@ def _flipped(text: str) -> str:
     [
         ({"schema": "soundalert.soundpack/2"}, Reason.UNKNOWN_SCHEMA_VERSION),
         ({"embedding__model": "vggish"}, Reason.WRONG_EMBEDDING_MODEL),
-        ({"embedding__dims": 512}, Reason.CORRUPT_WEIGHTS),  # the matrices are not 512-d
+        ({"embedding__dims": 512}, Reason.WRONG_EMBEDDING_MODEL),
         ({"weights__sha256": "0" * 64}, Reason.CORRUPT_WEIGHTS),
         ({"weights__prototypes": "not base64!"}, Reason.CORRUPT_WEIGHTS),
         ({"sound": "oven"}, Reason.TOPIC_MISMATCH),
