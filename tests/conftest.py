@@ -24,6 +24,8 @@ DEFAULT_ACL = "\n".join(
         "pattern write test/+/v1/+/%u/#",
         "pattern read soundalert/v1/+/%u/ack",
         "pattern read test/+/v1/+/%u/ack",
+        "pattern read soundalert/v1/+/%u/learn",
+        "pattern read test/+/v1/+/%u/learn",
         "pattern readwrite soundalert/v1/+/sounds/+",
         "pattern readwrite test/+/v1/+/sounds/+",
         "",

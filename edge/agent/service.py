@@ -112,7 +112,7 @@ class AgentService:
             spec = EmbeddingSpec(model="yamnet", version=yamnet.source.version,
                                  dims=EMBEDDING_MODELS["yamnet"])  # fmt: skip
             self.sounds = SoundBook(settings.site, spec, rejected=self._pack_rejected)
-            self.background = BackgroundBuffer(background_path(settings.state_dir, settings.node))
+            self.background = BackgroundBuffer(background_path(settings.outbox_path, settings.node))
             for reason in (
                 "corrupt_weights",
                 "wrong_embedding_model",

@@ -30,8 +30,9 @@ RECENT: Final = 1250
 """Windows kept for "this was my ...": 10 minutes (2.5 MB of float16 embeddings)."""
 
 
-def background_path(state_dir: Path, node: str) -> Path:
-    return state_dir / f"agent-{node}.background.npz"
+def background_path(outbox: Path, node: str) -> Path:
+    """Beside the node's outbox (by default in its state directory)."""
+    return outbox.with_name(f"agent-{node}.background.npz")
 
 
 def load_background(path: Path) -> npt.NDArray[np.float32]:

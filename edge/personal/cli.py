@@ -205,7 +205,7 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
         model = YamnetModel()
         recorded = _record(record, seconds, device) if record else []
         windows = _examples(model, files, recorded)
-        bg = load_background(background_path(settings.state_dir, settings.node))
+        bg = load_background(background_path(settings.outbox_path, settings.node))
         if background is not None:
             extra, _ = embed_wav(model, background)
             bg = extra if not bg.size else np.concatenate((bg, extra))

@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from schemas.common import utc_now
 from schemas.messages import Feedback, Verdict
+from schemas.soundpack import LearnRequest
 from services.web.agent import (
     BUILD_HINT,
     CLASS_MAP_FILE,
@@ -42,6 +43,7 @@ from services.web.agent import (
 from services.web.auth import Auth, Grant, bearer_token
 from services.web.core import WebCore, alert_record, node_record
 from services.web.hub import Hub
+from services.web.learn import learn_handler
 from services.web.metrics import WebMetrics
 
 __all__ = ["COOKIE", "PAGES_DIR", "STATIC_DIR", "BrokerUnavailableError", "WebContext", "build_app"]
@@ -87,6 +89,8 @@ class WebContext:
     clock: Callable[[], float] = time.time
     secure_cookie: bool = False
     agent: AgentConfig | None = None
+    publish_learn: Callable[[LearnRequest], Awaitable[None]] | None = None
+    """Sends "this was my ..." to a node (see services/web/learn.py)."""
 
 
 def _error(status: int, reason: str, message: str, **headers: str) -> JSONResponse:
@@ -340,6 +344,11 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         Route("/api/categories", get_categories),
         Route("/api/alerts", get_alerts),
         Route("/api/alerts/{alert_id}/feedback", post_feedback, methods=["POST"]),
+        Route(
+            "/api/alerts/{alert_id}/learn",
+            learn_handler(core, api_grant, refuse, ctx.publish_learn),
+            methods=["POST"],
+        ),
         Route("/api/nodes", get_nodes),
         Route("/api/stream/ticket", stream_ticket, methods=["POST"]),
         Route("/api/stream", stream),

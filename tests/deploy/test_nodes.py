@@ -49,6 +49,7 @@ def test_node_add_replace_list_remove(tmp_path: Path) -> None:
     reads = [line for line in acl.splitlines() if "read" in line]
     assert reads == [
         "topic read soundalert/v1/home/hall/ack",
+        "topic read soundalert/v1/home/hall/learn",
         "topic readwrite soundalert/v1/home/sounds/+",
     ], "its own acks and its site's learned sounds, nothing else"
     listed = runner.invoke(app, ["node", "list", *args]).output

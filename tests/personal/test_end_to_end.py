@@ -155,7 +155,7 @@ async def test_a_sound_learned_on_one_node_raises_its_alert_on_another(
         # 1. The kitchen's agent listens to its room: it keeps that room's background.
         rc, out = await _run(*_agent(mosquitto, topic_root, "kitchen", kitchen, room))
         assert rc == 0, out
-        assert background_path(kitchen, "kitchen").is_file(), out
+        assert background_path(kitchen / "agent-kitchen.outbox.sqlite3", "kitchen").is_file(), out
         # 2. Learn on the kitchen node from five recordings.
         rc, out = await _run(*_sounds(mosquitto, topic_root, "learn", "--name", "Microwave",
                                       "--node", "kitchen", "--state", str(kitchen),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from functools import cache
 
 import numpy as np
@@ -14,9 +15,9 @@ import pytest
 from edge.agent.model import EMBEDDING_DIMS, YamnetModel
 from edge.personal.embed import embed_audio
 from edge.personal.learner import Learned, learn, sound_windows
-from edge.personal.packs import SoundBook, model_of, pack_of
+from edge.personal.packs import SoundBook, learn_from_windows, model_of, pack_of
 from schemas.decode import Reason, Rejected, decode
-from schemas.soundpack import EmbeddingSpec, SoundPack
+from schemas.soundpack import EmbeddingSpec, LearnRequest, SoundPack
 from schemas.topics import ParsedTopic
 from tests.agent.conftest import background_bed
 from tests.personal.sounds import recording
@@ -160,3 +161,20 @@ def test_the_sound_book_counts_what_it_refuses_and_recognises_what_it_holds() ->
     assert any(f is not None and f[0] == "microwave" and f[1] >= 0.5 for f in found), found
     assert book.take(TOPIC, b"") == "removed microwave"
     assert all(book.match(row) is None for row in sixth)
+
+
+def test_learning_from_kept_windows_needs_windows_of_sound() -> None:
+    """ "This was my ...": the windows a node kept of one sound become up to five examples;
+    a span it kept nothing of (or only silence) learns nothing."""
+    book = SoundBook("home", _spec())
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    request = LearnRequest(request_id="r1", site="home", node="hall", sound="microwave",
+                           title="Microwave", heard_from=at, heard_to=at, at=at)  # fmt: skip
+    emb, lev = _example(6)
+    pack, learned = learn_from_windows(request, emb, lev, _background(1), book)
+    assert (pack.sound, pack.version, pack.learned_on) == ("microwave", 1, "hall")
+    assert 1 <= learned.quality.examples <= 5
+    assert model_of(pack).accepts(sound_windows(*_example(5))).any()
+    empty = np.zeros((0, 0), np.float32)
+    with pytest.raises(ValueError, match="kept no window of sound"):
+        learn_from_windows(request, empty, np.zeros(0, np.float32), _background(1), book)

@@ -289,6 +289,24 @@ async function sendFeedback(alertId, verdict, statusEl, buttons) {
   }
 }
 
+// "This was my …": the sensor that heard it learns the sound from what it kept (embeddings only).
+async function teachSound(alertId, statusEl) {
+  const record = state.alerts.get(alertId);
+  if (!record) return;
+  const title = window.prompt('What was this sound? (for example: Doorbell, Microwave)');
+  if (!title || !title.trim()) return;
+  statusEl.textContent = 'Sending…';
+  try {
+    await api(`/api/alerts/${encodeURIComponent(alertId)}/learn`, {
+      method: 'POST',
+      body: JSON.stringify({ title: title.trim(), by: state.name }),
+    });
+    statusEl.textContent = `The ${record.alert.location} sensor is learning “${title.trim()}”; every sensor of the home will know it.`;
+  } catch (err) {
+    statusEl.textContent = `Not sent: ${err.message}. Try again.`;
+  }
+}
+
 // -- quiet screen, history, sensors ----------------------------------------------------------
 const HEARTBEATS = 3; // a sensor silent for this many heartbeats is not listening
 export function isListening(n, now = Date.now()) {
@@ -422,6 +440,7 @@ function wire() {
   const buttons = [$('ack'), $('false-alarm')];
   $('ack').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'acknowledged', $('alert-status'), buttons));
   $('false-alarm').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'false_alarm', $('alert-status'), buttons));
+  $('this-was-my').addEventListener('click', () => teachSound($('alert').dataset.alertId, $('alert-status')));
   const step = (d) => {
     const n = [...state.alerts.values()].filter(needsAttention).length;
     state.index = (state.index + d + n) % n;
