@@ -117,6 +117,7 @@ def _service_acls(root: str) -> dict[str, list[str]]:
             f"topic read {status}",
             f"topic readwrite {root}/+/feedback",
             f"topic write {root}/+/+/learn",
+            f"topic readwrite {root}/+/sounds/+",
             f"topic readwrite {root}/_services/web/status",
         ],
         "healthcheck": ["topic read $SYS/broker/uptime"],

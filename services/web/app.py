@@ -43,7 +43,7 @@ from services.web.agent import (
 from services.web.auth import Auth, Grant, bearer_token
 from services.web.core import WebCore, alert_record, node_record
 from services.web.hub import Hub
-from services.web.learn import learn_handler
+from services.web.learn import learn_handler, sounds_handlers
 from services.web.metrics import WebMetrics
 
 __all__ = ["COOKIE", "PAGES_DIR", "STATIC_DIR", "BrokerUnavailableError", "WebContext", "build_app"]
@@ -91,6 +91,8 @@ class WebContext:
     agent: AgentConfig | None = None
     publish_learn: Callable[[LearnRequest], Awaitable[None]] | None = None
     """Sends "this was my ..." to a node (see services/web/learn.py)."""
+    remove_sound: Callable[[str, str], Awaitable[None]] | None = None
+    """Clears a learned sound's retained pack (site, sound)."""
 
 
 def _error(status: int, reason: str, message: str, **headers: str) -> JSONResponse:
@@ -350,6 +352,7 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
             methods=["POST"],
         ),
         Route("/api/nodes", get_nodes),
+        *sounds_handlers(core, api_grant, refuse, ctx.remove_sound),
         Route("/api/stream/ticket", stream_ticket, methods=["POST"]),
         Route("/api/stream", stream),
         Route("/api/agent/config", agent_config),

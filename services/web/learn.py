@@ -20,6 +20,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from schemas.common import ID_PATTERN, utc_now
 from schemas.messages import Priority
@@ -27,7 +28,7 @@ from schemas.soundpack import LearnRequest
 from services.web.auth import Grant
 from services.web.core import WebCore
 
-__all__ = ["LearnBody", "learn_handler"]
+__all__ = ["LearnBody", "learn_handler", "sounds_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,43 @@ def learn_handler(
                             status_code=202, headers=_NO_STORE)  # fmt: skip
 
     return post_learn
+
+
+def sounds_handlers(
+    core: WebCore,
+    grant_of: Callable[[Request], Grant | None],
+    refuse: Callable[[str, int, str], JSONResponse],
+    remove: Callable[[str, str], Awaitable[None]] | None,
+) -> list[Route]:
+    """``GET /api/sounds``: the learned sounds of the token's sites; ``DELETE
+    /api/sounds/{site}/{sound}``: forget one on every node of its site."""
+
+    async def list_sounds(request: Request) -> Response:
+        grant = grant_of(request)
+        if grant is None:
+            return refuse("unauthorized", 401, "a valid site token is needed")
+        sounds = [v for (site, _), v in sorted(core.sounds.items()) if grant.allows(site)]
+        return JSONResponse({"sounds": sounds}, headers=_NO_STORE)
+
+    async def remove_sound(request: Request) -> Response:
+        grant = grant_of(request)
+        if grant is None:
+            return refuse("unauthorized", 401, "a valid site token is needed")
+        site, sound = request.path_params["site"], request.path_params["sound"]
+        if not grant.allows(site) or (site, sound) not in core.sounds:
+            return refuse("unknown_sound", 404, f"site {site!r} has no learned sound {sound!r}")
+        if remove is None:
+            return refuse("broker_unavailable", 503, "this display publishes nothing")
+        try:
+            await remove(site, sound)
+        except RuntimeError as exc:
+            return refuse("broker_unavailable", 503, f"not removed: {exc}")
+        core.sounds.pop((site, sound), None)
+        log.info("removed the learned sound %s of site %s", sound, site)
+        return JSONResponse({"removed": {"site": site, "sound": sound}}, status_code=202,
+                            headers=_NO_STORE)  # fmt: skip
+
+    return [
+        Route("/api/sounds", list_sounds),
+        Route("/api/sounds/{site}/{sound}", remove_sound, methods=["DELETE"]),
+    ]

@@ -27,6 +27,7 @@ from services.web.palette import categories
 from services.web.store import WebStore
 from tests.agent.conftest import background_bed, feed, stdin_agent
 from tests.personal.sounds import beeps
+from tests.personal.test_learner import _payload_with
 from tests.support.mosquitto import Mosquitto
 from tests.web.conftest import TOKEN, alert
 
@@ -37,6 +38,7 @@ T = Topics("test/learn/v1")
 @dataclass
 class Sent:
     requests: list[LearnRequest] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
     up: bool = True
 
     async def publish(self, request: LearnRequest) -> None:
@@ -44,12 +46,15 @@ class Sent:
             raise BrokerUnavailableError("not connected to the MQTT broker")
         self.requests.append(request)
 
+    async def remove(self, site: str, sound: str) -> None:
+        self.removed.append((site, sound))
+
 
 def _client(sent: Sent) -> tuple[TestClient, WebCore]:
     core = WebCore(WebStore(":memory:"), T)
     ctx = WebContext(core=core, hub=Hub(), auth=Auth(TOKEN, {}), metrics=WebMetrics(),
                      categories=categories(load_policy()), publish_feedback=_never,
-                     publish_learn=sent.publish)  # fmt: skip
+                     publish_learn=sent.publish, remove_sound=sent.remove)  # fmt: skip
     raised = datetime(2026, 11, 21, 12, 0, 10, tzinfo=UTC)
     message = alert("beep-1", category="alarm_beep", location="hall", priority="normal",
                     raised=raised)  # fmt: skip
@@ -91,6 +96,24 @@ def test_bad_requests_are_refused(path: str, body: dict[str, str], headers: dict
     client, _ = _client(sent)
     assert client.post(path, headers=headers, json=body).status_code == status
     assert sent.requests == []
+
+
+def test_the_display_lists_and_removes_learned_sounds() -> None:
+    sent = Sent()
+    client, core = _client(sent)
+    core.handle(T.sound_pack("home", "microwave"), _payload_with(), retained=True, now=0.0)
+    (sound,) = client.get("/api/sounds", headers=AUTH).json()["sounds"]
+    assert (sound["sound"], sound["title"], sound["version"], sound["learned_on"]) == (
+        "microwave", "Microwave", 1, "kitchen")  # fmt: skip
+    assert sound["quality"]["leave_one_out"] == 1.0
+    assert "weights" not in sound, "the display never holds a sound's weights"
+    assert client.delete("/api/sounds/home/oven", headers=AUTH).status_code == 404
+    assert client.delete("/api/sounds/home/microwave").status_code == 401
+    assert client.delete("/api/sounds/home/microwave", headers=AUTH).status_code == 202
+    assert sent.removed == [("home", "microwave")]
+    assert client.get("/api/sounds", headers=AUTH).json()["sounds"] == []
+    # the broker's echo of the removal (an empty retained payload) is taken too
+    core.handle(T.sound_pack("home", "microwave"), b"", retained=False, now=0.0)
 
 
 def test_a_broker_that_is_away_is_said() -> None:
