@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.mosquitto import Mosquitto, TlsFiles
 
+pytest_plugins = ["tests.support.room"]  # the virtual room with a microphone (PulseAudio)
+
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
 

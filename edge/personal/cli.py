@@ -106,8 +106,9 @@ async def _publish(settings: AgentSettings, sound: str, payload: bytes) -> None:
         await client.publish(topic, payload, qos=1, retain=True, timeout=10)
 
 
-def _record(count: int, seconds: float, device: str | None) -> list[npt.NDArray[np.float32]]:
-    """``count`` examples from the microphone, each after a countdown."""
+def _record(count: int, seconds: float, device: str | None, countdown: int
+            ) -> list[npt.NDArray[np.float32]]:  # fmt: skip
+    """``count`` examples from the microphone, each after a countdown of ``countdown`` s."""
     from edge.agent.sources import SourceError  # noqa: PLC0415
 
     try:
@@ -116,7 +117,7 @@ def _record(count: int, seconds: float, device: str | None) -> list[npt.NDArray[
         raise SourceError(f"--record needs sounddevice and PortAudio ({exc})") from None
     out = []
     for i in range(count):
-        for left in (3, 2, 1):
+        for left in range(countdown, 0, -1):
             typer.echo(f"example {i + 1} of {count}: make the sound in {left}...")
             time.sleep(1.0)
         typer.echo(f"recording {seconds:.0f} s")
@@ -162,6 +163,9 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
     ] = 0,
     seconds: Annotated[float, typer.Option("--seconds", help="Length of each recording.")] = 3.0,
     device: Annotated[str | None, typer.Option("--device", help="Input device.")] = None,
+    countdown: Annotated[
+        int, typer.Option("--countdown", min=0, max=10, help="Seconds before each recording.")
+    ] = 3,
     sound: Annotated[
         str | None, typer.Option("--id", help="Sound id (default: from name).")
     ] = None,
@@ -203,7 +207,7 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
                              topic_root=topic_root)  # fmt: skip
         sid = sound or sound_id(name)
         model = YamnetModel()
-        recorded = _record(record, seconds, device) if record else []
+        recorded = _record(record, seconds, device, countdown) if record else []
         windows = _examples(model, files, recorded)
         bg = load_background(background_path(settings.outbox_path, settings.node))
         if background is not None:

@@ -29,6 +29,7 @@ from schemas.topics import Topics
 from tests.agent.conftest import background_bed, running_aggregator, wait_until
 from tests.personal.sounds import beeps, write_examples
 from tests.support.mosquitto import Mosquitto
+from tests.support.room import Room
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,8 @@ MAX_NUMBERS = 64
 EMBEDDING_FIELDS = {("weights", "centre"), ("weights", "prototypes"), ("weights", "background")}
 
 
-async def _run(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*CLI, *args, env=ENV,
+async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*CLI, *args, env={**ENV, **(env or {})},
                                                 stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 90)
@@ -237,3 +238,25 @@ async def test_the_aggregator_refuses_bad_packs_and_counts_them(
         assert count(Reason.WRONG_EMBEDDING_MODEL) == 1
         assert count(Reason.UNKNOWN_SCHEMA_VERSION) == 1
         assert not set(bad) & set(agg.service.core.policy.categories)
+
+
+async def test_record_learns_from_the_microphone(
+    mosquitto: Mosquitto, topic_root: str, tmp_path: Path, room: Room
+) -> None:
+    """``sounds learn --record 3``: three examples from a real (virtual) microphone while the
+    microwave beeps in the room, then the pack is on the broker."""
+    pattern = np.concatenate([beeps(30 + i) for i in range(12)])  # beeps for 22 s
+    wav = write_wav(tmp_path / "beeping.wav", np.concatenate([np.zeros(8000), pattern]))
+    player = room.play(wav)
+    try:
+        rc, out = await _run(*_sounds(mosquitto, topic_root, "learn", "--name", "Microwave",
+                                      "--node", "kitchen", "--state", str(tmp_path),
+                                      "--record", "3", "--seconds", "2", "--countdown", "1"),
+                             env=room.env)  # fmt: skip
+    finally:
+        player.kill()
+    assert rc == 0, out
+    assert out.count("recording 2 s") == 3, out
+    assert "learned 'Microwave' as 'microwave' v1" in out, out
+    assert "3 examples" in out, out
+    assert "leave-one-out:" in out, out
