@@ -39,6 +39,7 @@ from services.web.agent import (
     AgentConfig,
     agent_page_html,
     missing_vendor_files,
+    served_model,
 )
 from services.web.auth import Auth, Grant, bearer_token
 from services.web.core import WebCore, alert_record, node_record
@@ -287,8 +288,10 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         name = request.path_params["name"]
         if ctx.agent is None or name not in {MODEL_FILE, CLASS_MAP_FILE}:
             return _error(404, "not_found", f"no model file {name!r}")
-        media = "text/csv" if name.endswith(".csv") else "application/octet-stream"
-        return FileResponse(ctx.agent.model_dir / name, media_type=media)
+        if name == MODEL_FILE:  # with its embedding as an output (learned sounds)
+            body = await asyncio.to_thread(served_model, ctx.agent.model_dir / name)
+            return Response(body, media_type="application/octet-stream")
+        return FileResponse(ctx.agent.model_dir / name, media_type="text/csv")
 
     async def stream_ticket(request: Request) -> Response:
         grant = api_grant(request)

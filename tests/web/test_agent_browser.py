@@ -71,6 +71,9 @@ SCORE_TOLERANCE = 0.03
 The log-mel front end agrees to 5e-7; the CNN differs by float32 summation order between
 XNNPACK's x86 and WebAssembly kernels. For scale: the Python agent's own runtime gives scores
 up to 0.19 apart with XNNPACK and with TFLite's reference kernels on the same windows."""
+EMBEDDING_COSINE = 0.999
+"""Least allowed cosine between the browser's and the Python agent's YAMNet embedding of a
+window (learned sounds are matched on it; their thresholds are cosines of 0.5 to 0.9)."""
 OFFLINE_WITHIN_S = 60.0
 ACK_TIMEOUT_S = 4.0
 """The phone's ack timeout in the delivery test (30 s by default)."""
@@ -316,10 +319,20 @@ async def test_browser_yamnet_scores_match_the_python_agent(
     python_windows = Windower(hop_samples(0.48)).feed(samples)
     assert len(browser_windows) == len(python_windows) == done["windows"]
     worst = worst_top = 0.0
+    least_cosine = 1.0
     for b, p in zip(browser_windows, python_windows, strict=True):
         assert (b["index"], b["start_sample"]) == (p.index, p.start_sample)
         assert abs(b["level_dbfs"] - p.level_dbfs) < 1e-6
-        expected = model(p.samples).scores
+        output = model(p.samples)
+        expected = output.scores
+        # The embedding learned sounds are matched on (the served model outputs it).
+        assert b["embedding"] is not None, "the page's model gives no embedding"
+        assert output.embedding is not None
+        mine, theirs = np.asarray(b["embedding"], np.float32), output.embedding
+        norms = float(np.linalg.norm(mine)) * float(np.linalg.norm(theirs))
+        cosine = float(mine @ theirs) / max(1e-9, norms)
+        least_cosine = min(least_cosine, cosine)
+        assert cosine >= EMBEDDING_COSINE, (p.index, cosine)
         got = np.asarray(b["scores"], dtype=np.float32)
         diff = np.abs(got - expected)
         top = np.argsort(-expected)[:10]
@@ -329,7 +342,8 @@ async def test_browser_yamnet_scores_match_the_python_agent(
         if expected[top[0]] - expected[top[1]] > 2 * SCORE_TOLERANCE:
             assert int(np.argmax(got)) == int(top[0]), p.index
     print(f"max |browser - python| YAMNet score over {len(python_windows)} windows: "  # noqa: T201
-          f"{worst:.2e} (all 521 classes), {worst_top:.2e} (Python's top 10)")  # fmt: skip
+          f"{worst:.2e} (all 521 classes), {worst_top:.2e} (Python's top 10); least "
+          f"embedding cosine {least_cosine:.5f}")  # fmt: skip
 
 
 @skip_without_browser

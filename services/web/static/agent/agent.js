@@ -17,6 +17,7 @@ import {
   hopSamples, listeningHealth, parseAck, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
 } from './core.js';
 import { Outbox } from './outbox.js';
+import { PERSONAL_SOURCE, matchSound, parsePack } from './sounds.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const SITE_KEY = 'soundalert.agent.site';
@@ -29,7 +30,7 @@ const SEND_BATCH = 32;
 const $ = (id) => document.getElementById(id);
 const agent = {
   config: null, names: null, model: null, Tensor: null, ready: null, patternsWasm: null, patterns: null,
-  site: null, node: null, topics: null,
+  site: null, node: null, topics: null, sounds: new Map(), soundsRefused: 0,
   client: null, connected: false,
   ctx: null, stream: null, track: null, worklet: null,
   resampler: null, windower: null, builder: null, stats: new Stats(),
@@ -100,14 +101,39 @@ async function loadModel(config) {
 
 /** YAMNet scores (521) for one 15 600-sample window. */
 async function scoresOf(samples) {
+  return (await modelOf(samples)).scores;
+}
+
+/** YAMNet scores (521) and embedding (1024; the served model outputs it) for one window. */
+async function modelOf(samples) {
   const input = new agent.Tensor(samples, [1, WINDOW_SAMPLES]);
   let outputs = [];
   try {
     outputs = await agent.model.run([input]);
-    return Float32Array.from(outputs[0].toTypedArray());
+    const arrays = outputs.map((t) => Float32Array.from(t.toTypedArray()));
+    return { scores: arrays[0], embedding: arrays.find((a) => a.length === 1024) || null };
   } finally {
     input.delete();
     for (const t of outputs) t.delete();
+  }
+}
+
+// -- learned sounds: the site's sound packs, recognised in this phone's windows --------------
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function takeSoundPack(topic, payload) {
+  const sound = topic.split('/').at(-1);
+  if (!payload.length) { agent.sounds.delete(sound); return; }
+  const source = agent.config.model.source;
+  try {
+    const pack = await parsePack(payload, { model: 'yamnet', version: source.version, dims: 1024 }, sha256Hex);
+    agent.sounds.set(sound, pack);
+  } catch (err) {
+    agent.soundsRefused += 1;
+    console.warn(`refused the sound pack on ${topic}: ${err.message}`);
   }
 }
 
@@ -146,9 +172,11 @@ async function analyse(window) {
   let took = null;
   if (!gated) {
     const began = performance.now();
-    const scores = await scoresOf(window.samples);
+    const { scores, embedding } = await modelOf(window.samples);
     took = performance.now() - began;
     labels = topLabels(scores, agent.names, cfg.top_k, cfg.min_label_score);
+    const found = embedding && agent.sounds.size ? matchSound([...agent.sounds.values()], embedding) : null;
+    if (found) publishEvent(agent.builder.personalEvent(window, found[0], found[1], PERSONAL_SOURCE));
   }
   agent.stats.window(window.levelDbfs, gated, took);
   publishEvent(agent.builder.windowEvent({ ...window, gated, labels }));
@@ -246,6 +274,7 @@ async function connectMqtt() {
     agent.sentSeq = -1; // a new connection: everything unacknowledged goes (again)
     agent.resend.start(Date.now());
     if (endToEnd()) agent.client.subscribe(agent.topics.ack, { qos: 1 });
+    agent.client.subscribe(agent.topics.sounds, { qos: 1 });
     setText('agent-mqtt', 'Connected');
     checkHealth(false);
     publishStatus();
@@ -253,6 +282,7 @@ async function connectMqtt() {
   });
   agent.client.on('message', (topic, payload) => {
     if (topic === agent.topics.ack && payload.length) takeAck(payload.toString()).catch((err) => console.error('ack', err));
+    else if (topic.startsWith(agent.topics.sounds.slice(0, -1))) takeSoundPack(topic, payload.toString()).catch((err) => console.error('pack', err));
   });
   const down = (why) => () => {
     agent.connected = false;
@@ -457,8 +487,10 @@ async function analyseSamples(samples, hopS = DEFAULT_PIPELINE.hop_s) {
   const windower = new Windower(hopSamples(hopS));
   const out = [];
   for (const w of windower.feed(Float32Array.from(samples))) {
-    const scores = await scoresOf(w.samples);
+    const { scores, embedding } = await modelOf(w.samples);
+    const found = embedding && agent.sounds.size ? matchSound([...agent.sounds.values()], embedding) : null;
     out.push({ index: w.index, start_sample: w.startSample, level_dbfs: w.levelDbfs, scores: Array.from(scores),
+      embedding: embedding ? Array.from(embedding) : null, sound: found,
       labels: topLabels(scores, agent.names, agent.config.pipeline.top_k, agent.config.pipeline.min_label_score) });
   }
   return out;
