@@ -65,6 +65,17 @@ def test_a_sound_learned_from_five_examples_is_heard_in_a_sixth_and_not_in_the_r
     assert any("leave-one-out: 100%" in line for line in q.lines())
 
 
+def test_the_sound_in_the_nodes_background_is_not_learned_as_background() -> None:
+    """The microwave beeped a few times before it was taught: the node kept those windows as
+    background. They are left out, so the sound is still learned."""
+    examples = [sound_windows(*_example(s)) for s in range(5)]
+    beeped = np.concatenate([_example(s)[0] for s in range(20, 26)])
+    learned = learn("microwave", examples, np.concatenate([_background(1), beeped]))
+    assert learned.quality.leave_one_out == 1.0, learned.quality
+    assert learned.model.accepts(sound_windows(*_example(6))).any()
+    assert learned.model.accepts(_background(7, 60.0)).mean() <= 0.02
+
+
 def test_one_example_learns_with_a_warning_and_a_stricter_threshold() -> None:
     one = learn("microwave", [sound_windows(*_example(0))], _background(1))
     five = _learned()

@@ -93,3 +93,146 @@ export function matchSound(packs, embedding) {
   }
   return best === null ? null : [best.sound, best.score];
 }
+
+// -- learning on the phone: a port of edge/personal/learner.py (learn) and packs.py (pack_of) --
+const GATE_DBFS = -70;
+const WITHIN_DB = 12;
+const FLOOR = 0.5;
+const ONE_EXAMPLE_FLOOR = 0.7;
+const CEILING = 0.9;
+const OVER_BACKGROUND = 0.08;
+const SPREAD_QUANTILE = 0.35;
+const MARGIN = 0.05;
+const MAX_CENTROIDS = 8;
+
+const unit = (v) => { const n = Math.max(Math.sqrt(dot(v, v)), 1e-9); return Float32Array.from(v, (x) => x / n); };
+const minus = (v, c) => Float32Array.from(v, (x, i) => x - c[i]);
+const mean = (rows) => { const out = new Float32Array(rows[0].length); for (const r of rows) for (let i = 0; i < r.length; i += 1) out[i] += r[i] / rows.length; return out; };
+const best = (z, rows) => (rows.length ? Math.max(...rows.map((r) => dot(z, r))) : -1);
+
+/** numpy's default (linear) quantile. */
+function quantile(values, q) {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (v.length - 1) * q;
+  const lo = Math.floor(at);
+  return v[lo] + (v[Math.min(lo + 1, v.length - 1)] - v[lo]) * (at - lo);
+}
+
+/** One example's windows of sound: above the gate, within 12 dB of its loudest (sound_windows). */
+export function soundWindows(windows) {
+  const loud = windows.filter((w) => w.levelDbfs >= GATE_DBFS);
+  if (!loud.length) return [];
+  const top = Math.max(...loud.map((w) => w.levelDbfs));
+  return loud.filter((w) => w.levelDbfs >= top - WITHIN_DB).map((w) => w.embedding);
+}
+
+function kmeans(rows, k) {
+  k = Math.min(k, rows.length);
+  let centroids = rows.filter((_, i) => i % Math.max(1, Math.floor(rows.length / k)) === 0).slice(0, k);
+  for (let it = 0; it < 20; it += 1) {
+    const groups = centroids.map(() => []);
+    for (const r of rows) {
+      let j = 0;
+      centroids.forEach((c, i) => { if (dot(r, c) > dot(r, centroids[j])) j = i; });
+      groups[j].push(r);
+    }
+    centroids = groups.map((g, i) => (g.length ? unit(mean(g)) : centroids[i]));
+  }
+  return centroids;
+}
+
+function threshold(prototypes, background, windows) {
+  const bestBg = background.length ? Math.max(...background.map((b) => best(b, prototypes))) : -1;
+  let floor = FLOOR;
+  if (windows.length >= 2) {
+    const spread = [];
+    windows.forEach((ws, i) => { const others = prototypes.filter((_, j) => j !== i); for (const z of ws) spread.push(best(z, others)); });
+    floor = Math.max(floor, quantile(spread, SPREAD_QUANTILE));
+  } else {
+    floor = ONE_EXAMPLE_FLOOR;
+  }
+  return [Math.min(CEILING, Math.max(FLOOR, Math.max(bestBg + OVER_BACKGROUND, floor))), bestBg];
+}
+
+/** Learn a sound from examples (arrays of embeddings) against background embeddings. */
+export function learnSound(examples, background) {
+  examples = examples.filter((e) => e.length);
+  if (!examples.length) throw new Error('no example holds a window of sound (all silent?)');
+  const dims = examples[0][0].length;
+  const warnings = [];
+  const centre = background.length >= 2 ? mean(background) : new Float32Array(dims);
+  if (background.length < 2) warnings.push('no background yet: listen a little longer first');
+  const windows = examples.map((e) => e.map((x) => unit(minus(x, centre))));
+  const prototypes = windows.map((ws) => unit(mean(ws)));
+  const bg = background.map((x) => unit(minus(x, centre)));
+  const centroids = kmeans(bg, MAX_CENTROIDS);
+  const [t, bestBg] = threshold(prototypes, bg, windows);
+  let leaveOneOut = null;
+  if (examples.length >= 3) {
+    let hits = 0;
+    windows.forEach((ws, i) => {
+      const others = prototypes.filter((_, j) => j !== i);
+      const [ti] = threshold(others, bg, windows.filter((_, j) => j !== i));
+      if (ws.some((z) => best(z, others) >= ti && best(z, others) - best(z, centroids) >= MARGIN)) hits += 1;
+    });
+    leaveOneOut = hits / examples.length;
+    if (leaveOneOut < 0.8) warnings.push('the examples are not alike: record more, closer');
+  } else {
+    warnings.push('give at least 3 examples (5 is better)');
+  }
+  return { centre, prototypes, background: centroids, threshold: t, margin: MARGIN,
+    quality: { examples: examples.length, windows: windows.reduce((n, w) => n + w.length, 0),
+      background_max: Math.round(bestBg * 1000) / 1000, ...(leaveOneOut === null ? {} : { leave_one_out: Math.round(leaveOneOut * 1000) / 1000 }) },
+    warnings };
+}
+
+/** float32 to IEEE 754 half (little-endian bytes), rounding to nearest even. */
+export function float32ToFloat16(values) {
+  const out = new Uint8Array(values.length * 2);
+  const view = new DataView(out.buffer);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  values.forEach((v, i) => {
+    f[0] = v;
+    const x = u[0];
+    const sign = (x >>> 16) & 0x8000;
+    let exp = ((x >>> 23) & 0xff) - 127 + 15;
+    let mant = x & 0x7fffff;
+    let h;
+    if (exp >= 31) h = sign | 0x7c00;
+    else if (exp <= 0) {
+      if (exp < -10) h = sign;
+      else { mant |= 0x800000; const shift = 14 - exp; const r = mant >> shift; const rem = mant & ((1 << shift) - 1); const half = 1 << (shift - 1); h = sign | (r + (rem > half || (rem === half && (r & 1)) ? 1 : 0)); }
+    } else {
+      let r = mant >> 13;
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) { r += 1; if (r === 0x400) { r = 0; exp += 1; } }
+      h = exp >= 31 ? sign | 0x7c00 : sign | (exp << 10) | r;
+    }
+    view.setUint16(2 * i, h, true);
+  });
+  return out;
+}
+
+const toBase64 = (bytes) => { let s = ''; for (const b of bytes) s += String.fromCharCode(b); return btoa(s); };
+const flat = (rows) => { const out = new Float32Array(rows.length * (rows[0]?.length ?? 0)); rows.forEach((r, i) => out.set(r, i * r.length)); return out; };
+
+/** The soundalert.soundpack/1 document of a learned sound (pack_of). */
+export async function packOf(learned, { site, node, sound, title, version, embedding, atMs, sha256 }) {
+  const centre = float32ToFloat16(learned.centre);
+  const prototypes = float32ToFloat16(flat(learned.prototypes));
+  const background = float32ToFloat16(flat(learned.background));
+  const all = new Uint8Array(centre.length + prototypes.length + background.length);
+  all.set(centre, 0); all.set(prototypes, centre.length); all.set(background, centre.length + prototypes.length);
+  return {
+    schema: PACK_SCHEMA, site, sound, title, version, learned_at: new Date(atMs).toISOString(), learned_on: node,
+    embedding, weights: { dtype: 'float16', centre: toBase64(centre), prototypes: toBase64(prototypes),
+      background: toBase64(background), sha256: await sha256(all) },
+    threshold: Math.round(learned.threshold * 1e4) / 1e4, margin: learned.margin, priority: 'normal',
+    color: '#1f4e9c', icon: 'bell', quality: learned.quality,
+  };
+}
+
+export function soundId(title) {
+  return title.trim().toLowerCase().replace(/[^a-z0-9_-]+/g, '_').replace(/^[_-]+|[_-]+$/g, '').slice(0, 64) || 'sound';
+}
