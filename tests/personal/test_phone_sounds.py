@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 
 from edge.personal.learner import sound_windows
-from edge.personal.packs import SoundBook
+from edge.personal.packs import SoundBook, model_of
+from schemas.decode import decode
+from schemas.soundpack import SoundPack
 from schemas.topics import ParsedTopic
 from tests.personal.test_learner import _background, _example, _payload_with, _spec
 
 ROOT = Path(__file__).resolve().parents[2]
+TOPIC = ParsedTopic("sound_pack", "home", category="microwave")
 TESTS = ROOT / "tests" / "web" / "agent" / "sounds.test.mjs"
 NODE = shutil.which("node")
 
@@ -29,7 +32,7 @@ NODE = shutil.which("node")
 def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) -> None:
     payload = _payload_with()
     book = SoundBook("home", _spec())
-    assert book.take(ParsedTopic("sound_pack", "home", category="microwave"), payload)
+    assert book.take(TOPIC, payload)
     (model,) = book.models.values()
     windows = np.concatenate([sound_windows(*_example(6)), _background(7)[:40]])
     cosines, _ = model.similarity(windows)
@@ -47,6 +50,12 @@ def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) ->
         (_payload_with(weights__background="@@").decode(), "corrupt_weights"),
     ]  # fmt: skip
     fixture = {
+        "examples": [
+            [{"embedding": [float(v) for v in e], "level": float(lev)}
+             for e, lev in zip(*_example(s), strict=True)]
+            for s in range(5)
+        ],
+        "background": [[float(v) for v in row] for row in _background(1)],
         "pack": payload.decode(),
         "embedding": _spec().model_dump(),
         "probes": probes,
@@ -57,7 +66,15 @@ def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) ->
     path = tmp_path / "fixture.json"
     path.write_text(json.dumps(fixture), encoding="utf-8")
     assert NODE is not None
-    result = subprocess.run([NODE, "--test", str(TESTS)], env={"FIXTURE": str(path)},
+    out = tmp_path / "phone-pack.json"
+    result = subprocess.run([NODE, "--test", str(TESTS)],
+                            env={"FIXTURE": str(path), "PACK_OUT": str(out)},
                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "# pass 3" in result.stdout, result.stdout[-2000:]
+    assert "# pass 4" in result.stdout, result.stdout[-2000:]
+    # The pack the phone learned is one the Python agents take, and it decides as theirs.
+    learned = json.loads(out.read_text(encoding="utf-8"))
+    phone = model_of(decode(SoundPack, json.dumps(learned["pack"]).encode(), TOPIC))
+    assert abs(phone.threshold - model.threshold) < 0.02, (phone.threshold, model.threshold)
+    assert phone.accepts(sound_windows(*_example(6))).any()
+    assert phone.accepts(_background(7, 60.0)).mean() <= 0.02

@@ -3,13 +3,23 @@
 // embeddings and what edge/personal decides for each, and damaged packs with their reasons.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { float16ToFloat32, matchSound, parsePack } from '../../../services/web/static/agent/sounds.js';
+import { float16ToFloat32, learnSound, matchSound, packOf, parsePack, soundWindows } from '../../../services/web/static/agent/sounds.js';
 
 const fixture = JSON.parse(readFileSync(process.env.FIXTURE, 'utf8'));
 const sha256 = async (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+test('the phone learns a sound: its pack goes to PACK_OUT for the Python side to check', async () => {
+  const examples = fixture.examples.map((windows) => soundWindows(windows.map((w) => ({ embedding: Float32Array.from(w.embedding), levelDbfs: w.level }))));
+  const learned = learnSound(examples, fixture.background.map((e) => Float32Array.from(e)));
+  assert.equal(learned.quality.leave_one_out, 1);
+  const pack = await packOf(learned, { site: 'home', node: 'phone', sound: 'microwave', title: 'Microwave', version: 1,
+    embedding: fixture.embedding, atMs: Date.UTC(2026, 0, 1), sha256 });
+  await parsePack(JSON.stringify(pack), fixture.embedding, sha256); // the phone takes its own pack
+  writeFileSync(process.env.PACK_OUT, JSON.stringify({ pack, threshold: learned.threshold, warnings: learned.warnings }));
+});
 
 test('float16 decodes as numpy does', () => {
   const bytes = Uint8Array.from(Buffer.from(fixture.halves.bytes, 'base64'));

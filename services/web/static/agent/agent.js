@@ -17,7 +17,7 @@ import {
   hopSamples, listeningHealth, parseAck, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
 } from './core.js';
 import { Outbox } from './outbox.js';
-import { PERSONAL_SOURCE, matchSound, parsePack } from './sounds.js';
+import { PERSONAL_SOURCE, learnSound, matchSound, packOf, parsePack, soundId, soundWindows } from './sounds.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const SITE_KEY = 'soundalert.agent.site';
@@ -31,6 +31,7 @@ const $ = (id) => document.getElementById(id);
 const agent = {
   config: null, names: null, model: null, Tensor: null, ready: null, patternsWasm: null, patterns: null,
   site: null, node: null, topics: null, sounds: new Map(), soundsRefused: 0,
+  background: [], teach: { examples: [], recording: null, learned: null },
   client: null, connected: false,
   ctx: null, stream: null, track: null, worklet: null,
   resampler: null, windower: null, builder: null, stats: new Stats(),
@@ -137,6 +138,65 @@ async function takeSoundPack(topic, payload) {
   }
 }
 
+// -- teaching a sound on the phone (embeddings only; the recording never exists as audio) ----
+const BACKGROUND_WINDOWS = 240;
+const EXAMPLE_MS = 3000;
+
+function keepForTeaching(window, embedding, found) {
+  const rec = agent.teach.recording;
+  if (rec && performance.now() <= rec.until) rec.windows.push({ embedding, levelDbfs: window.levelDbfs });
+  else if (!found) {
+    agent.background.push(embedding);
+    if (agent.background.length > BACKGROUND_WINDOWS) agent.background.shift();
+  }
+}
+
+function recordExample() {
+  if (agent.teach.recording) return;
+  const rec = { until: performance.now() + EXAMPLE_MS, windows: [] };
+  agent.teach.recording = rec;
+  setText('teach-status', 'Recording: make the sound now…');
+  $('teach-record').disabled = true;
+  setTimeout(() => {
+    // The windows ending inside the 3 s are analysed within a second of it.
+    setTimeout(() => {
+      agent.teach.recording = null;
+      const sound = soundWindows(rec.windows);
+      if (sound.length) agent.teach.examples.push(sound);
+      const n = agent.teach.examples.length;
+      setText('teach-status', sound.length
+        ? `Example ${n} recorded (${sound.length} windows of sound). ${n < 3 ? 'Record at least 3.' : 'Record more, or press Learn it.'}`
+        : 'Nothing loud enough was heard: try again, closer.');
+      $('teach-record').disabled = false;
+      $('teach-learn').disabled = n === 0;
+    }, 1200);
+  }, EXAMPLE_MS);
+}
+
+async function learnTaught() {
+  const title = $('teach-name').value.trim();
+  if (!title) { setText('teach-status', 'Give the sound a name first.'); return; }
+  try {
+    const learned = learnSound(agent.teach.examples, agent.background);
+    const sound = soundId(title);
+    const source = agent.config.model.source;
+    const pack = await packOf(learned, { site: agent.site, node: agent.node, sound, title,
+      version: (agent.sounds.get(sound)?.version ?? 0) + 1, embedding: { model: 'yamnet', version: source.version, dims: 1024 },
+      atMs: Date.now(), sha256: sha256Hex });
+    if (!agent.client || !agent.connected) throw new Error('not connected to the alert server');
+    await new Promise((resolve, reject) => agent.client.publish(`${agent.config.topic_root}/${agent.site}/sounds/${sound}`,
+      JSON.stringify(pack), { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve())));
+    agent.teach = { examples: [], recording: null, learned: { sound, title, quality: learned.quality, warnings: learned.warnings } };
+    $('teach-learn').disabled = true;
+    const loo = learned.quality.leave_one_out;
+    setText('teach-status', `Learned “${title}” from ${learned.quality.examples} examples` +
+      (loo == null ? '' : ` (${Math.round(loo * 100)}% recognised leaving one out)`) + '. Every sensor of the home knows it now.' +
+      (learned.warnings.length ? ` Note: ${learned.warnings.join('; ')}.` : ''));
+  } catch (err) {
+    setText('teach-status', `Not learned: ${err.message}`);
+  }
+}
+
 // -- analysis: 16 kHz samples -> windows -> events -------------------------------------------
 function onAudio(block) {
   const now = performance.now();
@@ -177,6 +237,7 @@ async function analyse(window) {
     labels = topLabels(scores, agent.names, cfg.top_k, cfg.min_label_score);
     const found = embedding && agent.sounds.size ? matchSound([...agent.sounds.values()], embedding) : null;
     if (found) publishEvent(agent.builder.personalEvent(window, found[0], found[1], PERSONAL_SOURCE));
+    if (embedding) keepForTeaching(window, embedding, found);
   }
   agent.stats.window(window.levelDbfs, gated, took);
   publishEvent(agent.builder.windowEvent({ ...window, gated, labels }));
@@ -479,6 +540,8 @@ function wireSetup(config) {
     startListening();
   });
   $('agent-stop').addEventListener('click', stopListening);
+  $('teach-record').addEventListener('click', recordExample);
+  $('teach-learn').addEventListener('click', learnTaught);
 }
 
 /** Test and diagnostics hook: 16 kHz samples through the same windowing and model path. */
@@ -502,6 +565,8 @@ async function main() {
     connected: agent.connected, published: agent.published, stats: agent.stats.summary(), wake: agent.wakeText,
     sampleRate: agent.ctx?.sampleRate ?? null, delivered: agent.delivered, ackedSeq: agent.ackedSeq,
     acksIgnored: agent.acksIgnored, nextSeq: agent.site ? nextSeq() : null,
+    sounds: [...agent.sounds.keys()], soundsRefused: agent.soundsRefused, taught: agent.teach.learned,
+    examples: agent.teach.examples.length, background: agent.background.length,
     outbox: agent.outbox ? { seqs: [...agent.outbox.held.keys()], pendingFromSeq: agent.outbox.pendingFromSeq(nextSeq()),
       ...agent.outbox.figures() } : null }) };
   if (!localStorage.getItem(TOKEN_KEY)) {

@@ -104,6 +104,7 @@ const OVER_BACKGROUND = 0.08;
 const SPREAD_QUANTILE = 0.35;
 const MARGIN = 0.05;
 const MAX_CENTROIDS = 8;
+const SOUND_IN_BACKGROUND = 0.1;
 
 const unit = (v) => { const n = Math.max(Math.sqrt(dot(v, v)), 1e-9); return Float32Array.from(v, (x) => x / n); };
 const minus = (v, c) => Float32Array.from(v, (x, i) => x - c[i]);
@@ -141,17 +142,28 @@ function kmeans(rows, k) {
   return centroids;
 }
 
+function spreadFloor(prototypes, windows) {
+  if (windows.length < 2) return ONE_EXAMPLE_FLOOR;
+  const spread = [];
+  windows.forEach((ws, i) => { const others = prototypes.filter((_, j) => j !== i); for (const z of ws) spread.push(best(z, others)); });
+  return Math.max(FLOOR, quantile(spread, SPREAD_QUANTILE));
+}
+
 function threshold(prototypes, background, windows) {
   const bestBg = background.length ? Math.max(...background.map((b) => best(b, prototypes))) : -1;
-  let floor = FLOOR;
-  if (windows.length >= 2) {
-    const spread = [];
-    windows.forEach((ws, i) => { const others = prototypes.filter((_, j) => j !== i); for (const z of ws) spread.push(best(z, others)); });
-    floor = Math.max(floor, quantile(spread, SPREAD_QUANTILE));
-  } else {
-    floor = ONE_EXAMPLE_FLOOR;
-  }
-  return [Math.min(CEILING, Math.max(FLOOR, Math.max(bestBg + OVER_BACKGROUND, floor))), bestBg];
+  return [Math.min(CEILING, Math.max(FLOOR, Math.max(bestBg + OVER_BACKGROUND, spreadFloor(prototypes, windows)))), bestBg];
+}
+
+/** The background less the sound itself, when it sounded before it was taught (_without_the_sound). */
+function withoutTheSound(examples, background) {
+  if (background.length < 2) return background;
+  const centre = mean(background);
+  const prototypes = examples.map((e) => unit(mean(e.map((x) => unit(minus(x, centre))))));
+  const similar = background.map((x) => best(unit(minus(x, centre)), prototypes));
+  if (Math.max(...similar) + OVER_BACKGROUND <= CEILING) return background;
+  const floor = spreadFloor(prototypes, examples.map((e) => e.map((x) => unit(minus(x, centre)))));
+  const kept = background.filter((_, i) => similar[i] < floor - SOUND_IN_BACKGROUND);
+  return kept.length >= 2 ? kept : background;
 }
 
 /** Learn a sound from examples (arrays of embeddings) against background embeddings. */
@@ -160,6 +172,7 @@ export function learnSound(examples, background) {
   if (!examples.length) throw new Error('no example holds a window of sound (all silent?)');
   const dims = examples[0][0].length;
   const warnings = [];
+  background = withoutTheSound(examples, background);
   const centre = background.length >= 2 ? mean(background) : new Float32Array(dims);
   if (background.length < 2) warnings.push('no background yet: listen a little longer first');
   const windows = examples.map((e) => e.map((x) => unit(minus(x, centre))));
