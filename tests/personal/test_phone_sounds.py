@@ -18,7 +18,7 @@ from edge.personal.packs import SoundBook, model_of
 from schemas.decode import decode
 from schemas.soundpack import SoundPack
 from schemas.topics import ParsedTopic
-from tests.personal.test_learner import _background, _example, _payload_with, _spec
+from tests.personal.sounds import background, embedding_spec, example, pack_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = ParsedTopic("sound_pack", "home", category="microwave")
@@ -30,11 +30,11 @@ NODE = shutil.which("node")
     NODE is None, reason="node is needed for the phone's JS (./run test installs it)"
 )
 def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) -> None:
-    payload = _payload_with()
-    book = SoundBook("home", _spec())
+    payload = pack_payload()
+    book = SoundBook("home", embedding_spec())
     assert book.take(TOPIC, payload)
     (model,) = book.models.values()
-    windows = np.concatenate([sound_windows(*_example(6)), _background(7)[:40]])
+    windows = np.concatenate([sound_windows(*example(6)), background(7)[:40]])
     cosines, _ = model.similarity(windows)
     probes = [{"index": i, "embedding": [float(v) for v in w], "cosine": float(cosines[i]),
                "expected": book.match(w)} for i, w in enumerate(windows)]  # fmt: skip
@@ -43,21 +43,21 @@ def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) ->
     flipped = bytearray(base64.b64decode(doc["weights"]["prototypes"]))
     flipped[7] ^= 0x10
     bad = [
-        (_payload_with(embedding__version="0123456789ab").decode(), "wrong_embedding_model"),
-        (_payload_with(schema="soundalert.soundpack/2").decode(), "unknown_schema_version"),
-        (_payload_with(weights__prototypes=base64.b64encode(bytes(flipped)).decode()).decode(),
+        (pack_payload(embedding__version="0123456789ab").decode(), "wrong_embedding_model"),
+        (pack_payload(schema="soundalert.soundpack/2").decode(), "unknown_schema_version"),
+        (pack_payload(weights__prototypes=base64.b64encode(bytes(flipped)).decode()).decode(),
          "corrupt_weights"),
-        (_payload_with(weights__background="@@").decode(), "corrupt_weights"),
+        (pack_payload(weights__background="@@").decode(), "corrupt_weights"),
     ]  # fmt: skip
     fixture = {
         "examples": [
             [{"embedding": [float(v) for v in e], "level": float(lev)}
-             for e, lev in zip(*_example(s), strict=True)]
+             for e, lev in zip(*example(s), strict=True)]
             for s in range(5)
         ],
-        "background": [[float(v) for v in row] for row in _background(1)],
+        "background": [[float(v) for v in row] for row in background(1)],
         "pack": payload.decode(),
-        "embedding": _spec().model_dump(),
+        "embedding": embedding_spec().model_dump(),
         "probes": probes,
         "halves": {"bytes": base64.b64encode(halves.tobytes()).decode(),
                    "values": [float(v) for v in halves.astype(np.float32)]},
@@ -76,5 +76,5 @@ def test_the_phone_matches_learned_sounds_as_the_python_agent(tmp_path: Path) ->
     learned = json.loads(out.read_text(encoding="utf-8"))
     phone = model_of(decode(SoundPack, json.dumps(learned["pack"]).encode(), TOPIC))
     assert abs(phone.threshold - model.threshold) < 0.02, (phone.threshold, model.threshold)
-    assert phone.accepts(sound_windows(*_example(6))).any()
-    assert phone.accepts(_background(7, 60.0)).mean() <= 0.02
+    assert phone.accepts(sound_windows(*example(6))).any()
+    assert phone.accepts(background(7, 60.0)).mean() <= 0.02

@@ -26,8 +26,7 @@ from services.web.metrics import WebMetrics
 from services.web.palette import categories
 from services.web.store import WebStore
 from tests.agent.conftest import background_bed, feed, stdin_agent
-from tests.personal.sounds import beeps
-from tests.personal.test_learner import _payload_with
+from tests.personal.sounds import beeps, pack_payload
 from tests.support.mosquitto import Mosquitto
 from tests.web.conftest import TOKEN, alert
 
@@ -101,7 +100,7 @@ def test_bad_requests_are_refused(path: str, body: dict[str, str], headers: dict
 def test_the_display_lists_and_removes_learned_sounds() -> None:
     sent = Sent()
     client, core = _client(sent)
-    core.handle(T.sound_pack("home", "microwave"), _payload_with(), retained=True, now=0.0)
+    core.handle(T.sound_pack("home", "microwave"), pack_payload(), retained=True, now=0.0)
     (sound,) = client.get("/api/sounds", headers=AUTH).json()["sounds"]
     assert (sound["sound"], sound["title"], sound["version"], sound["learned_on"]) == (
         "microwave", "Microwave", 1, "kitchen")  # fmt: skip
