@@ -37,6 +37,8 @@ _QUIET_S: Final = 1.0
 """Retained packs arrive right after subscribing; this long without one ends the listing."""
 _RECORD_RATE: Final = 16_000
 T = TypeVar("T")
+_YAMNET_NAMES_IT: Final = 0.5
+"""The examples' mean YAMNet score of one label at which the sound is a known category's."""
 
 sounds_app = typer.Typer(help="Personal sounds: learn, list and remove sounds of this site.",
                          no_args_is_help=True)  # fmt: skip
@@ -129,15 +131,33 @@ def _record(count: int, seconds: float, device: str | None, countdown: int
 
 
 def _examples(model: Embedder, files: list[Path], recorded: list[npt.NDArray[np.float32]]
-              ) -> list[npt.NDArray[np.float32]]:  # fmt: skip
-    from edge.personal.embed import embed_audio, embed_wav  # noqa: PLC0415
-    from edge.personal.learner import sound_windows  # noqa: PLC0415
+              ) -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:  # fmt: skip
+    """Each example's embeddings of its windows of sound, and YAMNet's scores of them all."""
+    from edge.personal.embed import read_16k, window_outputs  # noqa: PLC0415
+    from edge.personal.learner import sound_mask  # noqa: PLC0415
 
-    out = []
-    for emb, lev in [*(embed_wav(model, f) for f in files),
-                     *(embed_audio(model, a) for a in recorded)]:  # fmt: skip
-        out.append(sound_windows(emb, lev) if emb.size else emb.reshape(0, 1024))
-    return out
+    examples, scores = [], []
+    for audio in [*(read_16k(f) for f in files), *recorded]:
+        out = window_outputs(model, audio)
+        if not out.embeddings.size:
+            examples.append(np.zeros((0, 1024), np.float32))
+            continue
+        mask = sound_mask(out.levels)
+        examples.append(out.embeddings[mask])
+        scores.append(out.scores[mask])
+    return examples, (np.concatenate(scores) if scores else np.zeros((0, 0), np.float32))
+
+
+def _named_by_yamnet(scores: npt.NDArray[np.float32]) -> tuple[str, float] | None:
+    """YAMNet's own best label for the examples' windows, with its mean score."""
+    from edge.agent.labels import LabelMap  # noqa: PLC0415
+    from edge.agent.model import DEFAULT_CLASS_MAP  # noqa: PLC0415
+
+    if not scores.size:
+        return None
+    mean = scores.mean(axis=0)
+    best = int(np.argmax(mean))
+    return LabelMap.from_csv(DEFAULT_CLASS_MAP).names[best], float(mean[best])
 
 
 @sounds_app.command("learn")
@@ -208,7 +228,8 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
         sid = sound or sound_id(name)
         model = YamnetModel()
         recorded = _record(record, seconds, device, countdown) if record else []
-        windows = _examples(model, files, recorded)
+        windows, scores = _examples(model, files, recorded)
+        named = _named_by_yamnet(scores)
         bg = load_background(background_path(settings.outbox_path, settings.node))
         if background is not None:
             extra, _ = embed_wav(model, background)
@@ -219,7 +240,8 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
         spec = EmbeddingSpec(model="yamnet", version=model.version, dims=EMBEDDING_DIMS)
         pack = pack_of(learned, site=settings.site, node=settings.node, title=name,
                        version=1 if previous is None else previous.version + 1, embedding=spec,
-                       priority=priority, color=color, icon=icon)  # type: ignore[arg-type]  # fmt: skip
+                       priority=priority, color=color, icon=icon,  # type: ignore[arg-type]
+                       named=named)  # fmt: skip
         payload = pack.to_json()
         _run(_publish(settings, sid, payload))
     except (ConfigError, ValueError, ModelError, SourceError, OSError) as exc:
@@ -232,6 +254,11 @@ def learn_command(  # noqa: PLR0917 - typer passes options as parameters
                f"({len(payload)} bytes, no audio)")  # fmt: skip
     for line in learned.quality.lines():
         typer.echo(f"  {line}")
+    if named is not None:
+        typer.echo(f"  YAMNet's own name for it: {named[0]!r} ({named[1]:.2f})")
+        if named[1] >= _YAMNET_NAMES_IT:
+            typer.echo(f"  warning: YAMNet already hears this as {named[0]!r}: a built-in "
+                       "category that counts that label may alert for it as well")  # fmt: skip
 
 
 @sounds_app.command("list")

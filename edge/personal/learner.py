@@ -43,6 +43,7 @@ __all__ = [
     "kmeans",
     "learn",
     "match",
+    "sound_mask",
     "sound_windows",
 ]
 
@@ -79,16 +80,25 @@ def _unit(x: Matrix) -> Matrix:
     return out
 
 
+def sound_mask(
+    levels: npt.NDArray[np.float32], *, within_db: float = _WITHIN_DB
+) -> npt.NDArray[np.bool_]:
+    """Which windows of one example hold the sound: louder than the gate and within
+    ``within_db`` of its loudest window (a recording's lead-in and tail are not the sound)."""
+    loud = levels >= _GATE_DBFS
+    if not loud.any():
+        return loud
+    keep: npt.NDArray[np.bool_] = loud & (levels >= levels[loud].max() - within_db)
+    return keep
+
+
 def sound_windows(
     embeddings: Matrix, levels: npt.NDArray[np.float32], *, within_db: float = _WITHIN_DB
 ) -> Matrix:
-    """The windows of one example that hold the sound: louder than the gate and within
-    ``within_db`` of its loudest window (a recording's lead-in and tail are not the sound)."""
+    """The embeddings of one example's windows of sound (see :func:`sound_mask`)."""
     if embeddings.shape[0] != levels.shape[0]:
         raise ValueError("one level per embedding")
-    loud = levels >= _GATE_DBFS
-    keep = loud if not loud.any() else loud & (levels >= levels[loud].max() - within_db)
-    out: Matrix = embeddings[keep]
+    out: Matrix = embeddings[sound_mask(levels, within_db=within_db)]
     return out
 
 

@@ -57,6 +57,7 @@ def pack_of(
     color: str | None = None,
     icon: str | None = None,
     at: datetime | None = None,
+    named: tuple[str, float] | None = None,
 ) -> SoundPack:
     """The sound pack of a learned sound."""
     m = learned.model
@@ -68,6 +69,8 @@ def pack_of(
                                              "background_max": q.background_max}  # fmt: skip
     if q.leave_one_out is not None:
         quality["leave_one_out"] = round(q.leave_one_out, 3)
+    if named is not None:  # YAMNet's own best label for the examples, and its mean score
+        quality["yamnet_label"], quality["yamnet_score"] = named[0][:100], round(named[1], 3)
     extra = {k: v for k, v in (("color", color), ("icon", icon)) if v is not None}
     return SoundPack(
         site=site, sound=m.sound, title=title, version=version, learned_at=at or utc_now(),

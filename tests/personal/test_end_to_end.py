@@ -164,6 +164,7 @@ async def test_a_sound_learned_on_one_node_raises_its_alert_on_another(
         assert rc == 0, out
         assert "learned 'Microwave' as 'microwave' v1 for site home" in out, out
         assert "leave-one-out: 100%" in out, out
+        assert "YAMNet's own name for it:" in out, out
         await wait_until(lambda: "microwave" in agg.service.core.policy.categories, 10,
                          "the aggregator to make the learned sound a category")  # fmt: skip
         # 3. The hall's agent hears a sixth microwave.
