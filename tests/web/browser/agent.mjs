@@ -152,8 +152,10 @@ try {
   } else if (MODE === 'teach') {
     // "Teach a sound": five examples from the (fake) microphone, then Learn it; then it listens on.
     await page.getByRole('button', { name: 'Start listening' }).click();
-    await page.waitForFunction(() => { const s = window.soundalertAgent.state(); return s.listening && s.connected && s.background >= 8; },
-      null, { timeout: 60000, polling: 200 }).catch(async (err) => { throw new Error(`${err.message}: ${JSON.stringify(await state())}`); });
+    // The recording is TEACH_AFTER_S of room, then the sound: teach once the page heard that far.
+    const after = Math.ceil(Number(process.env.TEACH_AFTER_S) / 0.48);
+    await page.waitForFunction((n) => { const s = window.soundalertAgent.state(); return s.listening && s.connected && s.stats.windows >= n; },
+      after, { timeout: 60000, polling: 100 }).catch(async (err) => { throw new Error(`${err.message}: ${JSON.stringify(await state())}`); });
     await page.fill('#teach-name', 'Microwave');
     for (let i = 1; i <= 5; i += 1) {
       await page.getByRole('button', { name: 'Record an example (3 s)' }).click();

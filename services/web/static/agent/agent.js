@@ -145,7 +145,8 @@ const EXAMPLE_MS = 3000;
 function keepForTeaching(window, embedding, found) {
   const rec = agent.teach.recording;
   if (rec && performance.now() <= rec.until) rec.windows.push({ embedding, levelDbfs: window.levelDbfs });
-  else if (!found) {
+  else if (!found && !rec && !agent.teach.examples.length) {
+    // While a sound is being taught it sounds between the examples: that is not the room.
     agent.background.push(embedding);
     if (agent.background.length > BACKGROUND_WINDOWS) agent.background.shift();
   }

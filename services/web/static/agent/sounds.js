@@ -160,7 +160,7 @@ function withoutTheSound(examples, background) {
   const centre = mean(background);
   const prototypes = examples.map((e) => unit(mean(e.map((x) => unit(minus(x, centre))))));
   const similar = background.map((x) => best(unit(minus(x, centre)), prototypes));
-  if (Math.max(...similar) + OVER_BACKGROUND <= CEILING) return background;
+  if (Math.max(...similar) + OVER_BACKGROUND < CEILING - SOUND_IN_BACKGROUND) return background;
   const floor = spreadFloor(prototypes, examples.map((e) => e.map((x) => unit(minus(x, centre)))));
   const kept = background.filter((_, i) => similar[i] < floor - SOUND_IN_BACKGROUND);
   return kept.length >= 2 ? kept : background;
