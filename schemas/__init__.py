@@ -13,12 +13,14 @@ from schemas.messages import (
     NodeStatus,
     Source,
 )
+from schemas.soundpack import PERSONAL_KIND, SoundPack
 from schemas.topics import DEFAULT_ROOT, ParsedTopic, Topics
 
 __all__ = [
     "DEFAULT_ROOT",
     "ID_PATTERN",
     "MAX_PAYLOAD_BYTES",
+    "PERSONAL_KIND",
     "Alert",
     "AlertNode",
     "CategoryState",
@@ -30,6 +32,7 @@ __all__ = [
     "ParsedTopic",
     "Reason",
     "Rejected",
+    "SoundPack",
     "Source",
     "Topics",
     "decode",

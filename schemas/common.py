@@ -25,7 +25,7 @@ __all__ = [
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Site, node and category ids: safe in MQTT topics, file names and Prometheus labels."""
 
-RESERVED_NODE_IDS = frozenset({"alerts", "feedback"})
+RESERVED_NODE_IDS = frozenset({"alerts", "feedback", "sounds"})
 """Topic levels the site namespace uses itself; a node may not take these names."""
 
 MAX_SAFE_INT = 2**53 - 1

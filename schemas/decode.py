@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.messages import Alert, ClassificationEvent, DeliveryAck, Feedback, NodeStatus
+from schemas.soundpack import LearnRequest, SoundPack
 from schemas.topics import ParsedTopic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "Reason", "Rejected", "decode"]
@@ -27,6 +28,8 @@ _SCHEMA_FAMILY = {
     Feedback: "soundalert.feedback/",
     Alert: "soundalert.alert/",
     DeliveryAck: "soundalert.ack/",
+    SoundPack: "soundalert.soundpack/",
+    LearnRequest: "soundalert.learn/",
 }
 _SCORE_ERRORS = frozenset({"finite_number", "greater_than_equal", "less_than_equal"})
 
@@ -45,6 +48,11 @@ class Reason(enum.StrEnum):
     UNKNOWN_ALERT = "unknown_alert"
     CLOCK_SKEW = "clock_skew"
     """Timestamps too far ahead of the receiver's clock: the sender's clock is wrong."""
+    WRONG_EMBEDDING_MODEL = "wrong_embedding_model"
+    """A sound pack learned with an embedding model this receiver does not run."""
+    CORRUPT_WEIGHTS = "corrupt_weights"
+    """A sound pack whose weights do not decode, do not match their sha256, or are not the
+    unit vectors a learned sound is made of."""
     INTERNAL_ERROR = "internal_error"
     """Valid, but processing it failed; dead-lettered so that nothing else is held up."""
 
@@ -76,6 +84,11 @@ def _classify(model: type[BaseModel], payload: bytes, exc: ValidationError) -> R
             got = _schema_value(payload)
             if isinstance(got, str) and family and got.startswith(family):
                 return Rejected(Reason.UNKNOWN_SCHEMA_VERSION, f"schema {got!r} not supported")
+    for err in errors:
+        if "embedding:" in str(err["msg"]):
+            return Rejected(Reason.WRONG_EMBEDDING_MODEL, str(err["msg"]))
+        if err["loc"][:1] == ("weights",) or "weights:" in str(err["msg"]):
+            return Rejected(Reason.CORRUPT_WEIGHTS, f"{_where(err['loc'])}: {err['msg']}")
     for err in errors:
         loc = err["loc"]
         is_score = bool(loc) and loc[-1] == "score" and err["type"] in _SCORE_ERRORS
@@ -119,4 +132,8 @@ def decode(model: type[M], payload: bytes, topic: ParsedTopic | None = None) -> 
         node = getattr(message, "node", None)
         if topic.node is not None and node is not None and node != topic.node:
             raise Rejected(Reason.TOPIC_MISMATCH, f"payload node {node!r}, topic {topic.node!r}")
+        sound = getattr(message, "sound", None)
+        if topic.kind == "sound_pack" and sound != topic.category:
+            raise Rejected(Reason.TOPIC_MISMATCH, f"payload sound {sound!r}, topic "
+                           f"{topic.category!r}")  # fmt: skip
     return message

@@ -19,6 +19,7 @@ from schemas.messages import (
     Feedback,
     NodeStatus,
 )
+from schemas.soundpack import LearnRequest, SoundPack
 
 __all__ = ["MODELS", "render", "write"]
 
@@ -30,6 +31,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "feedback.v1.schema.json": Feedback,
     "category_state.v1.schema.json": CategoryState,
     "ack.v1.schema.json": DeliveryAck,
+    "soundpack.v1.schema.json": SoundPack,
+    "learn.v1.schema.json": LearnRequest,
 }
 
 

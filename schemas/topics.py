@@ -7,6 +7,8 @@ Layout under a root (default ``soundalert/v1``)::
     <root>/<site>/alerts                      every alert state change
     <root>/<site>/alerts/<category>/state     retained CategoryState
     <root>/<site>/feedback                    Feedback from people
+    <root>/<site>/sounds/<sound>              retained SoundPack (a learned sound); empty: removed
+    <root>/<site>/<node>/learn                LearnRequest, display -> node ("this was my ...")
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ __all__ = ["DEFAULT_ROOT", "SERVICES_LEVEL", "ParsedTopic", "TopicKind", "Topics
 
 DEFAULT_ROOT = "soundalert/v1"
 TopicKind = Literal[
-    "events", "features", "status", "ack", "alerts", "alert_state", "feedback", "service_status"
+    "events",
+    "features",
+    "status",
+    "ack",
+    "alerts",
+    "alert_state",
+    "feedback",
+    "service_status",
+    "sound_pack",
+    "learn",
 ]
 SERVICES_LEVEL = "_services"
 _ID = re.compile(ID_PATTERN)
-_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status", "ack"})
+_NODE_KINDS: frozenset[str] = frozenset({"events", "features", "status", "ack", "learn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,18 @@ class Topics:
     def feedback(self, site: str) -> str:
         return f"{self.root}/{_check(site, 'site')}/feedback"
 
+    def learn(self, site: str, node: str) -> str:
+        """:class:`~schemas.soundpack.LearnRequest` for one node ("this was my ...")."""
+        return f"{self.root}/{_check(site, 'site')}/{_check(node, 'node')}/learn"
+
+    def sound_pack(self, site: str, sound: str) -> str:
+        """Retained :class:`~schemas.soundpack.SoundPack` of one learned sound of a site."""
+        return f"{self.root}/{_check(site, 'site')}/sounds/{_check(sound, 'sound')}"
+
+    def sound_packs(self, site: str) -> str:
+        """Subscription filter: every learned sound of one site."""
+        return f"{self.root}/{_check(site, 'site')}/sounds/+"
+
     def service_status(self, service: str) -> str:
         """Retained online/offline status of a soundalert service (aggregator, notifier)."""
         return f"{self.root}/{SERVICES_LEVEL}/{_check(service, 'service')}/status"
@@ -84,6 +107,10 @@ class Topics:
     @property
     def all_feedback(self) -> str:
         return f"{self.root}/+/feedback"
+
+    @property
+    def all_sound_packs(self) -> str:
+        return f"{self.root}/+/sounds/+"
 
     @property
     def all_alerts(self) -> str:
@@ -109,6 +136,8 @@ class Topics:
                 return ParsedTopic("feedback", site)
             case ["alerts", category, "state"] if _ID.fullmatch(category):
                 return ParsedTopic("alert_state", site, category=category)
+            case ["sounds", sound] if _ID.fullmatch(sound):
+                return ParsedTopic("sound_pack", site, category=sound)
             case [node, kind] if (
                 kind in _NODE_KINDS and _ID.fullmatch(node) and node not in RESERVED_NODE_IDS
             ):

@@ -160,6 +160,7 @@ def up(
 # Each component adds its own commands (they import this module, so they come last).
 COMPONENTS = (
     "edge.agent.cli",
+    "edge.personal.cli",
     "edge.serial_bridge.cli",
     "services.notifier.cli",
     "services.web.cli",

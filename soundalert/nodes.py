@@ -73,12 +73,16 @@ def node_username(site: str, node: str) -> str:
 
 
 def node_acl(root: str, site: str, node: str) -> list[str]:
-    """A node may publish under its own topics (events, features, status and its last will)
-    and read only the aggregator's acknowledgements of its own events (end-to-end delivery)."""
+    """A node may publish under its own topics (events, features, status and its last will),
+    read only the aggregator's acknowledgements of its own events (end-to-end delivery) and
+    the display's requests to learn what it heard, and read and publish its site's learned
+    sounds (sound packs)."""
     return [
         f"user {node_username(site, node)}",
         f"topic write {root}/{site}/{node}/#",
         f"topic read {root}/{site}/{node}/ack",
+        f"topic read {root}/{site}/{node}/learn",
+        f"topic readwrite {root}/{site}/sounds/+",
     ]
 
 
@@ -89,6 +93,7 @@ def _service_acls(root: str) -> dict[str, list[str]]:
             f"topic read {root}/+/+/events",
             f"topic read {status}",
             f"topic read {root}/+/feedback",
+            f"topic read {root}/+/sounds/+",
             f"topic write {root}/+/alerts",
             f"topic write {root}/+/alerts/+/state",
             f"topic write {root}/+/+/ack",
@@ -111,6 +116,8 @@ def _service_acls(root: str) -> dict[str, list[str]]:
             f"topic read {root}/+/alerts/+/state",
             f"topic read {status}",
             f"topic readwrite {root}/+/feedback",
+            f"topic write {root}/+/+/learn",
+            f"topic readwrite {root}/+/sounds/+",
             f"topic readwrite {root}/_services/web/status",
         ],
         "healthcheck": ["topic read $SYS/broker/uptime"],

@@ -11,11 +11,13 @@ import pytest
 from tests.support.mosquitto import Mosquitto, TlsFiles
 from tests.support.nats import Broker, NatsServer
 
+pytest_plugins = ["tests.support.room"]  # the virtual room with a microphone (PulseAudio)
+
 SERVICE_USER = "service"
 NODE_USERS = ("kitchen", "hall", "bedroom")
 
 # Services read and write everything; a node may only write under its own node id, in any site,
-# and read its own delivery acknowledgements.
+# read its own delivery acknowledgements, and read and write its site's learned sounds.
 DEFAULT_ACL = "\n".join(
     [
         f"user {SERVICE_USER}",
@@ -25,6 +27,10 @@ DEFAULT_ACL = "\n".join(
         "pattern write test/+/v1/+/%u/#",
         "pattern read soundalert/v1/+/%u/ack",
         "pattern read test/+/v1/+/%u/ack",
+        "pattern read soundalert/v1/+/%u/learn",
+        "pattern read test/+/v1/+/%u/learn",
+        "pattern readwrite soundalert/v1/+/sounds/+",
+        "pattern readwrite test/+/v1/+/sounds/+",
         "",
     ]
 )

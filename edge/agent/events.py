@@ -108,6 +108,21 @@ class EventBuilder:
             features=features,
         )
 
+    def personal_event(self, v: WindowVerdict, sound: str, score: float, source: Source
+                       ) -> ClassificationEvent:  # fmt: skip
+        """A window recognised as a learned sound: ``<node>.<stream>.personal.<sample>``."""
+        return ClassificationEvent(
+            event_id=f"{self.node}.{self.stream_id}.{source.kind}.{v.start_sample}",
+            site=self.site,
+            node=self.node,
+            seq=self._seq(),
+            window_start=self.at(v.start_sample),
+            window_end=self.at(v.end_sample),
+            source=source,
+            labels=[Label(label=sound, score=round(score, 4))],
+            level_dbfs=round(v.level_dbfs, 1),
+        )
+
     def pattern_event(self, v: PatternVerdict) -> ClassificationEvent:
         d = v.detection
         return ClassificationEvent(

@@ -119,6 +119,29 @@ class AgentMetrics(PublisherMetrics):
             "Audio blocks a live source dropped because the pipeline fell behind.",
             registry=r,
         )
+        self.sound_packs = Gauge(
+            "soundalert_sound_packs",
+            "Learned sounds (sound packs of the site) this node recognises.",
+            registry=r,
+        )
+        self.sound_packs_rejected = Counter(
+            "soundalert_sound_packs_rejected_total",
+            "Sound packs refused, by reason (corrupt_weights, wrong_embedding_model, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.learn_requests = Counter(
+            "soundalert_learn_requests_total",
+            "'This was my ...' requests, by result: learned, no_windows, or the reason the "
+            "request was refused.",
+            ["result"],
+            registry=r,
+        )
+        self.personal_detections = Counter(
+            "soundalert_personal_detections_total",
+            "Windows recognised as a learned sound.",
+            registry=r,
+        )
         self.level = Gauge(
             "soundalert_input_level_dbfs",
             "RMS level of the latest window, dB relative to full scale.",

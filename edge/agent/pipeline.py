@@ -102,6 +102,9 @@ class WindowVerdict:
     heard_from: int | None = None
     """First sample the model heard, when it heard more than the window (clipped at the stream's
     start)."""
+    embedding: npt.NDArray[np.float32] | None = None
+    """The model's embedding of the window (YAMNet's 1024-d), for learned sounds; never
+    published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +256,8 @@ class Pipeline:
             labels = top_labels(output.scores, head.labels, cfg.top_k, cfg.min_label_score)
             features = window_features(samples, output.logmel) if cfg.features else {}
             out.append(WindowVerdict(index, start, end, level, False, labels, took, features,
-                                     head.kind, heard_from))  # fmt: skip
+                                     head.kind, heard_from,
+                                     getattr(output, "embedding", None)))  # fmt: skip
         return out
 
     def _heard(self, end: int, context: int) -> npt.NDArray[np.float32]:

@@ -136,6 +136,9 @@ class NodePublisher:
         self._stats = stats
         self._finished = finished
         self._on_finished = on_finished
+        self._subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
+        self.first_attempt = asyncio.Event()
+        """Set once the first connection made its subscriptions, or failed."""
         self._wakeup = asyncio.Event()
         self._status_changed = asyncio.Event()
         self._ever_connected = False
@@ -147,6 +150,12 @@ class NodePublisher:
         for reason in ("earlier_life", "malformed_json", "schema_violation", "topic_mismatch"):
             metrics.acks_ignored.labels(reason)
         self._update_gauges()
+
+    def add_subscription(self, topic_filter: str, handler: Callable[[str, bytes], None]
+                         ) -> None:  # fmt: skip
+        """Subscribe to ``topic_filter`` on every connection and hand its messages (topic,
+        payload; an empty payload is a cleared retained message) to ``handler``."""
+        self._subscriptions.append((topic_filter, handler))
 
     # -- the producer's side -----------------------------------------------------------------
     def queue(self, messages: list[OutboxMessage], meta: dict[str, int] | None = None) -> None:
@@ -214,6 +223,7 @@ class NodePublisher:
             return make_client(self.broker, self.client_id, will=will)
 
         def lost(problem: ConnectionProblem) -> None:
+            self.first_attempt.set()
             self.connected = False
             self.metrics.mqtt_connected.set(0)
             if not self._ever_connected and problem.configuration:
@@ -234,6 +244,9 @@ class NodePublisher:
         try:
             if self.delivery == "end-to-end":
                 await client.subscribe(self.ack_topic, qos=1, timeout=timeout)
+            for topic_filter, _ in self._subscriptions:
+                await client.subscribe(topic_filter, qos=1, timeout=timeout)
+            self.first_attempt.set()
             self._status_changed.clear()
             await client.publish(self.status_topic, self._status_json(self.state, None), qos=1,
                                  retain=True, timeout=timeout)  # fmt: skip
@@ -262,8 +275,17 @@ class NodePublisher:
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Takes acks; raises :class:`aiomqtt.MqttError` as soon as the connection drops."""
         async for message in client.messages:
-            if message.topic.value == self.ack_topic and isinstance(message.payload, bytes):
+            if not isinstance(message.payload, bytes):
+                continue
+            if message.topic.value == self.ack_topic:
                 self.take_ack(message.payload)
+                continue
+            for topic_filter, handler in self._subscriptions:
+                if message.topic.matches(topic_filter):
+                    try:
+                        handler(message.topic.value, message.payload)
+                    except Exception:  # a handler's bug must not end the link
+                        log.exception("handling a message on %s failed", message.topic.value)
 
     def take_ack(self, payload: bytes) -> None:
         """Apply one ack payload: delete what it covers, count what was wrong with it."""

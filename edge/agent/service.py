@@ -28,13 +28,22 @@ from edge.agent.metrics import AgentMetrics
 from edge.agent.model import DEFAULT_CLASS_MAP
 from edge.agent.models import LoadedModel, load_models
 from edge.agent.pipeline import Classifier, Pipeline, Verdict, WindowVerdict
-from edge.agent.publisher import FatalConnectError, NodePublisher, event_priority
+from edge.agent.publisher import (
+    PATTERN_PRIORITY,
+    FatalConnectError,
+    NodePublisher,
+    event_priority,
+)
 from edge.agent.settings import AgentSettings
 from edge.agent.sources import AudioSource
 from edge.agent.windowing import SAMPLE_RATE
 from edge.outbox import OutboxMessage
+from edge.personal.background import BackgroundBuffer, RecentWindows, background_path
+from edge.personal.packs import SoundBook, learn_from_windows, personal_source
 from schemas.common import utc_now
-from schemas.messages import TRANSIENT, NodeState, NodeStatus
+from schemas.decode import Rejected, decode
+from schemas.messages import TRANSIENT, ClassificationEvent, NodeState, NodeStatus
+from schemas.soundpack import EMBEDDING_MODELS, EmbeddingSpec, LearnRequest
 from schemas.topics import Topics
 from soundalert import __version__
 from soundalert.lifecycle import cancel_until_done, handle_signals, metrics_server
@@ -43,6 +52,9 @@ from soundalert.mqtt import BrokerUrl
 __all__ = ["AgentService", "FatalConnectError"]
 
 log = logging.getLogger(__name__)
+
+_PACKS_WAIT_S = 10.0
+_RETAINED_GRACE_S = 0.3
 
 
 class AgentService:
@@ -93,6 +105,31 @@ class AgentService:
             finished=lambda: self._source_done, on_finished=self.stop,
         )  # fmt: skip
         self.failure: str | None = None
+        # Learned sounds: YAMNet's embeddings against the site's sound packs (none without it).
+        self.sounds: SoundBook | None = None
+        self.background: BackgroundBuffer | None = None
+        self.recent: RecentWindows | None = None
+        self._personal = personal_source()
+        yamnet = next((m for m in models if m.kind == "yamnet"), None)
+        if yamnet is not None:
+            spec = EmbeddingSpec(model="yamnet", version=yamnet.source.version,
+                                 dims=EMBEDDING_MODELS["yamnet"])  # fmt: skip
+            self.sounds = SoundBook(settings.site, spec, rejected=self._pack_rejected)
+            self.background = BackgroundBuffer(background_path(settings.outbox_path, settings.node))
+            for reason in (
+                "corrupt_weights",
+                "wrong_embedding_model",
+                "unknown_schema_version",
+                "schema_violation",
+                "topic_mismatch",
+                "malformed_json",
+            ):
+                self.metrics.sound_packs_rejected.labels(reason)
+            self.publisher.add_subscription(self.topics.sound_packs(settings.site),
+                                            self._sound_pack)  # fmt: skip
+            self.recent = RecentWindows()
+            self.publisher.add_subscription(self.topics.learn(settings.site, settings.node),
+                                            self._learn)  # fmt: skip
         if self.outbox.depth:
             log.info("outbox %s holds %d events from before; they go first",
                      settings.outbox_path, self.outbox.depth)  # fmt: skip
@@ -113,6 +150,8 @@ class AgentService:
                     await self._stop.wait()
                     await cancel_until_done([producer, mqtt])
             finally:
+                if self.background is not None:
+                    self.background.save()
                 left = self.outbox.depth
                 self.outbox.close()
                 log.info("agent stopped: %d events published, %d left in the outbox",
@@ -121,6 +160,8 @@ class AgentService:
     # -- audio -> outbox ---------------------------------------------------------------------
     async def _produce(self) -> None:
         self.source.align(self.pipeline.samples_to_window, self.pipeline.hop)
+        if self.sounds is not None and not self.source.live:
+            await self._await_sound_packs()
         try:
             async for block in self.source.blocks():
                 self._consume(block)
@@ -137,6 +178,19 @@ class AgentService:
                  self.pipeline.samples_seen / SAMPLE_RATE)  # fmt: skip
         self._source_done = True
         self.publisher.wakeup()
+
+    async def _await_sound_packs(self) -> None:
+        """A replay starts once the site's learned sounds arrived (retained, right after the
+        subscription), so that it hears them from its first window, or the first connection
+        failed; a live source never waits."""
+        try:
+            async with asyncio.timeout(_PACKS_WAIT_S):
+                await self.publisher.first_attempt.wait()
+            if self.publisher.connected:
+                await asyncio.sleep(_RETAINED_GRACE_S)
+        except TimeoutError:
+            log.warning("no connection to the broker after %.0f s: replaying without the "
+                        "site's learned sounds", _PACKS_WAIT_S)  # fmt: skip
 
     def _consume(self, block: npt.NDArray[np.float32]) -> None:
         """Take a block of the source; analyse what was held once it completes a window.
@@ -174,6 +228,11 @@ class AgentService:
         messages = []
         for verdict in verdicts:
             self._observe(verdict)
+            personal = self._personal_event(verdict)
+            if personal is not None:
+                messages.append(OutboxMessage(personal.event_id, self._events_topic,
+                                              personal.to_json(), priority=event_priority(personal),
+                                              seq=personal.seq))  # fmt: skip
             if not reportable(verdict, self.settings.report_floor):
                 continue
             event = self._builder.build(verdict)
@@ -182,6 +241,62 @@ class AgentService:
                                           seq=event.seq))  # fmt: skip
         if messages:
             self.publisher.queue(messages, meta={"next_seq": self._builder.next_seq})
+
+    def _personal_event(self, verdict: Verdict) -> ClassificationEvent | None:
+        """A learned sound's event for a YAMNet window that is one; other windows of sound
+        go to the background buffer."""
+        if (self.sounds is None or self.background is None or self._builder is None
+                or self.recent is None or not isinstance(verdict, WindowVerdict)
+                or verdict.embedding is None or verdict.model != "yamnet"):  # fmt: skip
+            return None
+        self.recent.add(self._builder.at(verdict.start_sample).timestamp(),
+                        self._builder.at(verdict.end_sample).timestamp(), verdict.level_dbfs,
+                        verdict.embedding)  # fmt: skip
+        found = self.sounds.match(verdict.embedding)
+        if found is None:
+            self.background.add(verdict.embedding)
+            return None
+        self.metrics.personal_detections.inc()
+        return self._builder.personal_event(verdict, found[0], found[1], self._personal)
+
+    def _sound_pack(self, topic: str, payload: bytes) -> None:
+        parsed = self.topics.parse(topic)
+        if self.sounds is None or parsed is None or parsed.kind != "sound_pack":
+            return
+        changed = self.sounds.take(parsed, payload)
+        if changed is not None:
+            log.info("sound packs: %s (%d learned sounds)", changed, len(self.sounds))
+        self.metrics.sound_packs.set(len(self.sounds))
+
+    def _learn(self, topic: str, payload: bytes) -> None:
+        """ "This was my ...": learn from the windows this node kept, publish the pack."""
+        parsed = self.topics.parse(topic)
+        if self.sounds is None or self.recent is None or self.background is None or (
+                parsed is None or not payload):  # fmt: skip
+            return
+        try:
+            request = decode(LearnRequest, payload, parsed)
+            emb, levels = self.recent.between(request.heard_from.timestamp(),
+                                              request.heard_to.timestamp())  # fmt: skip
+            background = self.background.recent(240)
+            pack, learned = learn_from_windows(request, emb, levels, background, self.sounds)
+        except (Rejected, ValueError) as exc:
+            reason = exc.reason.value if isinstance(exc, Rejected) else "no_windows"
+            self.metrics.learn_requests.labels(reason).inc()
+            log.warning("could not learn from %s (%s): %s", topic, reason, exc)
+            return
+        self.metrics.learn_requests.labels("learned").inc()
+        pack_topic = self.topics.sound_pack(pack.site, pack.sound)
+        body = pack.to_json()
+        self.publisher.queue([OutboxMessage(f"learn.{request.request_id}", pack_topic, body,
+                                            retain=True, priority=PATTERN_PRIORITY)])  # fmt: skip
+        self._sound_pack(pack_topic, body)
+        log.info("learned %r as %s v%d from what this node heard (%s): %s", pack.title,
+                 pack.sound, pack.version, request.by or "someone",
+                 "; ".join(learned.quality.lines()))  # fmt: skip
+
+    def _pack_rejected(self, reason: str) -> None:
+        self.metrics.sound_packs_rejected.labels(reason).inc()
 
     def _observe(self, verdict: Verdict) -> None:
         if isinstance(verdict, WindowVerdict):
@@ -211,6 +326,8 @@ class AgentService:
 
     def _capabilities(self) -> list[str]:
         out = [m.kind for m in self.models] + (["patterns"] if self.settings.patterns else [])
+        if self.sounds is not None:
+            out.append("personal")
         # A replayed file ends by itself: the aggregator does not raise "stopped listening".
         return out if self.source.live else [*out, TRANSIENT]
 

@@ -50,6 +50,7 @@ from schemas.messages import (
 from schemas.topics import Topics
 from services.aggregator.core import Aggregator
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.personal import LearnedSounds
 from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import NodeRow, Publication, StorageError, Store
@@ -102,8 +103,9 @@ class AggregatorService:
         self._storage_problem: str | None = None
         # A database that cannot even be opened: state in memory, and a trouble alert.
         self.store, self._memory_only = open_store(settings, self.metrics)
-        self.core = Aggregator(policy or load_policy(settings.policy_file), self.store,
-                               self.metrics)  # fmt: skip
+        base = policy or load_policy(settings.policy_file)
+        self.learned = LearnedSounds(base)
+        self.core = Aggregator(base, self.store, self.metrics)
         if self.core.storage_trouble_sites and self._storage_problem is None:
             self._storage_problem = "not saved before the last restart"  # resolved once saved
         self._on_alert = on_alert
@@ -173,7 +175,7 @@ class AggregatorService:
         try:
             await client.subscribe(
                 [(self.topics.all_events, 1), (self.topics.all_status, 1),
-                 (self.topics.all_feedback, 1)]
+                 (self.topics.all_feedback, 1), (self.topics.all_sound_packs, 1)]
             )  # fmt: skip
             with self.store.isolated():
                 self.core.resume_supervision(time.time())
@@ -349,11 +351,12 @@ class AggregatorService:
         except Rejected:
             return None
 
-    def _rebuild_core(self, *, forget: str | None = None) -> None:
+    def _rebuild_core(self, *, forget: str | None = None, policy: Policy | None = None) -> None:
         """Rebuild the core from the store, which holds everything up to the failed message:
-        the old core may hold half of that message's effects."""
+        the old core may hold half of that message's effects. With ``policy``: the policy
+        changed (a sound learned or removed)."""
         previous = self.core
-        self.core = Aggregator(previous.policy, self.store, self.metrics)
+        self.core = Aggregator(policy or previous.policy, self.store, self.metrics)
         self.core.adopt(previous, forget=forget)
 
     def _dispatch(self, topic: str, payload: bytes, retained: bool, now: float) -> str | None:
@@ -374,6 +377,12 @@ class AggregatorService:
                 detail = f"payload site {feedback.site!r}, topic {parsed.site!r}"
                 raise Rejected(Reason.TOPIC_MISMATCH, detail)
             self._enqueue(self.core.handle_feedback(feedback, parsed.site, now))
+        elif parsed.kind == "sound_pack":
+            policy = self.learned.take(parsed, payload)
+            if policy is not None:
+                log.info("learned sounds changed (sounds/%s on site %s): %d learned",
+                         parsed.category, parsed.site, len(self.learned))  # fmt: skip
+                self._rebuild_core(policy=policy)
         return None
 
     def _enqueue(self, alerts: list[Alert]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ __all__ = [
     "check_ws_url",
     "missing_vendor_files",
     "model_version",
+    "served_model",
 ]
 
 VENDOR_DIR: Final = Path(__file__).with_name("frontend") / "dist"
@@ -59,6 +61,15 @@ BUILD_HINT: Final = (
 def missing_vendor_files(vendor_dir: Path = VENDOR_DIR) -> list[str]:
     """The runtime files ``/agent`` needs that are absent from ``vendor_dir``."""
     return [name for name in REQUIRED_VENDOR_FILES if not (vendor_dir / name).is_file()]
+
+
+@cache
+def served_model(path: Path) -> bytes:
+    """The YAMNet file the phone runs: the Python agent's, with its 1024-d embedding as one
+    more output (for learned sounds); its version stays the file's."""
+    from edge.agent.model import EMBEDDING_TENSOR, with_output  # noqa: PLC0415
+
+    return with_output(path.read_bytes(), EMBEDDING_TENSOR)
 
 
 def model_version(path: Path) -> str:

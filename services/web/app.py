@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from schemas.common import utc_now
 from schemas.messages import Feedback, Verdict
+from schemas.soundpack import LearnRequest
 from services.web.agent import (
     BUILD_HINT,
     CLASS_MAP_FILE,
@@ -38,10 +39,12 @@ from services.web.agent import (
     AgentConfig,
     agent_page_html,
     missing_vendor_files,
+    served_model,
 )
 from services.web.auth import Auth, Grant, bearer_token
 from services.web.core import WebCore, alert_record, node_record
 from services.web.hub import Hub
+from services.web.learn import learn_handler, sounds_handlers
 from services.web.metrics import WebMetrics
 
 __all__ = ["COOKIE", "PAGES_DIR", "STATIC_DIR", "BrokerUnavailableError", "WebContext", "build_app"]
@@ -87,6 +90,10 @@ class WebContext:
     clock: Callable[[], float] = time.time
     secure_cookie: bool = False
     agent: AgentConfig | None = None
+    publish_learn: Callable[[LearnRequest], Awaitable[None]] | None = None
+    """Sends "this was my ..." to a node (see services/web/learn.py)."""
+    remove_sound: Callable[[str, str], Awaitable[None]] | None = None
+    """Clears a learned sound's retained pack (site, sound)."""
 
 
 def _error(status: int, reason: str, message: str, **headers: str) -> JSONResponse:
@@ -281,8 +288,10 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         name = request.path_params["name"]
         if ctx.agent is None or name not in {MODEL_FILE, CLASS_MAP_FILE}:
             return _error(404, "not_found", f"no model file {name!r}")
-        media = "text/csv" if name.endswith(".csv") else "application/octet-stream"
-        return FileResponse(ctx.agent.model_dir / name, media_type=media)
+        if name == MODEL_FILE:  # with its embedding as an output (learned sounds)
+            body = await asyncio.to_thread(served_model, ctx.agent.model_dir / name)
+            return Response(body, media_type="application/octet-stream")
+        return FileResponse(ctx.agent.model_dir / name, media_type="text/csv")
 
     async def stream_ticket(request: Request) -> Response:
         grant = api_grant(request)
@@ -340,7 +349,13 @@ def build_app(ctx: WebContext) -> Starlette:  # noqa: PLR0915 - the routes read 
         Route("/api/categories", get_categories),
         Route("/api/alerts", get_alerts),
         Route("/api/alerts/{alert_id}/feedback", post_feedback, methods=["POST"]),
+        Route(
+            "/api/alerts/{alert_id}/learn",
+            learn_handler(core, api_grant, refuse, ctx.publish_learn),
+            methods=["POST"],
+        ),
         Route("/api/nodes", get_nodes),
+        *sounds_handlers(core, api_grant, refuse, ctx.remove_sound),
         Route("/api/stream/ticket", stream_ticket, methods=["POST"]),
         Route("/api/stream", stream),
         Route("/api/agent/config", agent_config),

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from schemas.decode import Reason, Rejected, decode
 from schemas.messages import Alert, CategoryState, Feedback, NodeStatus
+from schemas.soundpack import SoundPack
 from schemas.topics import SERVICES_LEVEL, Topics
+from services.web.palette import text_colour
 from services.web.store import AlertEntry, NodeEntry, WebStore
 
 __all__ = [
@@ -152,6 +154,9 @@ class WebCore:
     def __init__(self, store: WebStore, topics: Topics) -> None:
         self.store = store
         self.topics = topics
+        self.sounds: dict[tuple[str, str], dict[str, Any]] = {}
+        """(site, sound) -> what the display shows of a learned sound (its sound pack's
+        title, version, priority, node and quality; never its weights)."""
 
     def handle(self, topic: str, payload: bytes, *, retained: bool, now: float) -> list[Update]:
         """Apply one MQTT message; raises :class:`Rejected` for bad input."""
@@ -183,6 +188,20 @@ class WebCore:
                     return []
                 entry = NodeEntry(status, heard)
                 return [Update("node", status.site, node_record(entry, now))]
+            case "sound_pack":
+                key = (parsed.site, parsed.category or "")
+                if not payload:
+                    self.sounds.pop(key, None)
+                    return []
+                pack = decode(SoundPack, payload, parsed)
+                self.sounds[key] = {
+                    "site": pack.site, "sound": pack.sound, "title": pack.title,
+                    "version": pack.version, "priority": pack.priority,
+                    "color": pack.color.lower(), "text": text_colour(pack.color),
+                    "icon": pack.icon, "learned_on": pack.learned_on,
+                    "learned_at": pack.learned_at.isoformat(), "quality": dict(pack.quality),
+                }  # fmt: skip
+                return []
             case "feedback":
                 feedback = decode(Feedback, payload, parsed)
                 if feedback.site is not None and feedback.site != parsed.site:

@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 
 from schemas.decode import Rejected
 from schemas.messages import Feedback, NodeState
+from schemas.soundpack import LearnRequest
 from schemas.topics import Topics
 from services.aggregator.policy import Policy, load_policy
 from services.web.agent import BUILD_HINT, AgentConfig, missing_vendor_files
@@ -100,6 +101,8 @@ class WebService:
             connected=lambda: self._client is not None,
             keepalive_s=settings.keepalive_s,
             agent=_agent_config(settings),
+            publish_learn=self.publish_learn,
+            remove_sound=self.remove_sound,
         )
         self.app = build_app(self.context)
         self.port: int | None = None
@@ -207,6 +210,7 @@ class WebService:
                 (f"{root}/+/alerts/+/state", 1),
                 (f"{root}/+/+/status", 1),
                 (f"{root}/+/feedback", 1),
+                (f"{root}/+/sounds/+", 1),
             ])  # fmt: skip
             async with announced(client, status_topic, self._status, _HEARTBEAT_S):
                 self._client = client
@@ -254,6 +258,30 @@ class WebService:
             async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
                 await client.publish(self.topics.feedback(feedback.site), feedback.to_json(),
                                      qos=1)  # fmt: skip
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise BrokerUnavailableError(f"the broker did not take it: {exc}") from exc
+
+    async def publish_learn(self, request: LearnRequest) -> None:
+        """Send "this was my ..." to the node that heard it (QoS 1, waits for the PUBACK)."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailableError(f"not connected to the MQTT broker at {self.broker}")
+        try:
+            async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
+                await client.publish(self.topics.learn(request.site, request.node),
+                                     request.to_json(), qos=1)  # fmt: skip
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise BrokerUnavailableError(f"the broker did not take it: {exc}") from exc
+
+    async def remove_sound(self, site: str, sound: str) -> None:
+        """Clear a learned sound's retained pack: every node of the site forgets it."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailableError(f"not connected to the MQTT broker at {self.broker}")
+        try:
+            async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
+                await client.publish(self.topics.sound_pack(site, sound), b"", qos=1,
+                                     retain=True)  # fmt: skip
         except (aiomqtt.MqttError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"the broker did not take it: {exc}") from exc
 

@@ -47,7 +47,11 @@ def test_node_add_replace_list_remove(tmp_path: Path) -> None:
     assert acl.count("user home.hall") == 1
     assert "topic write soundalert/v1/home/hall/#" in acl
     reads = [line for line in acl.splitlines() if "read" in line]
-    assert reads == ["topic read soundalert/v1/home/hall/ack"], "its own acks, nothing else"
+    assert reads == [
+        "topic read soundalert/v1/home/hall/ack",
+        "topic read soundalert/v1/home/hall/learn",
+        "topic readwrite soundalert/v1/home/sounds/+",
+    ], "its own acks and its site's learned sounds, nothing else"
     listed = runner.invoke(app, ["node", "list", *args]).output
     assert "home.hall" in listed
     assert "no ACL block" not in listed, listed

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from edge.agent.model import DEFAULT_MODEL, YamnetModel
+from edge.agent.model import (
+    DEFAULT_MODEL,
+    EMBEDDING_TENSOR,
+    YamnetModel,
+    load_interpreter_class,
+)
 from schemas.topics import Topics
 from services.aggregator.policy import load_policy
 from services.web.agent import (
@@ -105,7 +111,18 @@ def test_page_says_how_to_build_the_front_end_when_it_is_missing(tmp_path: Path)
 def test_model_and_runtime_are_served_by_soundalert(vendor: Path) -> None:
     client = _client(vendor)
     model = client.get("/agent/model/yamnet.tflite")
-    assert model.content == DEFAULT_MODEL.read_bytes()
+    # The agent's own YAMNet, with its embedding as one more output (learned sounds): the
+    # same scores as the file, and the embedding the Python agent reads.
+    served = load_interpreter_class()(model_content=model.content, num_threads=1)
+    served.allocate_tensors()
+    window = (np.sin(np.arange(15600) * 0.2) * 0.3).astype(np.float32)
+    served.set_tensor(served.get_input_details()[0]["index"], window[None, :])
+    served.invoke()
+    outputs = {o["name"]: served.get_tensor(o["index"]) for o in served.get_output_details()}
+    python = YamnetModel()(window)
+    assert np.allclose(outputs["Identity"].reshape(-1), python.scores, atol=1e-6)
+    assert python.embedding is not None
+    assert np.allclose(outputs[EMBEDDING_TENSOR].reshape(-1), python.embedding, atol=1e-6)
     assert model_version(DEFAULT_MODEL) == YamnetModel().version
     names = client.get("/agent/model/yamnet_class_map.csv")
     assert names.text.startswith("index,mid,display_name")

@@ -40,6 +40,7 @@ from edge.agent.windowing import Windower, hop_samples
 from edge.dsp import synth
 from schemas.decode import decode
 from schemas.messages import Alert, ClassificationEvent, NodeStatus
+from schemas.soundpack import SoundPack
 from schemas.topics import Topics
 from services.aggregator.policy import load_policy
 from services.aggregator.service import AggregatorService
@@ -48,6 +49,8 @@ from services.web.agent import BUILD_HINT, missing_vendor_files, model_version
 from services.web.service import WebService
 from services.web.settings import WebSettings
 from soundalert.broker import EmbeddedBroker, start_embedded_broker
+from tests.agent.conftest import background_bed
+from tests.personal.sounds import beeps
 from tests.support.acks import acking_aggregator
 from tests.support.mosquitto import free_port
 from tests.support.screenshots import screenshot_dir
@@ -71,6 +74,9 @@ SCORE_TOLERANCE = 0.03
 The log-mel front end agrees to 5e-7; the CNN differs by float32 summation order between
 XNNPACK's x86 and WebAssembly kernels. For scale: the Python agent's own runtime gives scores
 up to 0.19 apart with XNNPACK and with TFLite's reference kernels on the same windows."""
+EMBEDDING_COSINE = 0.999
+"""Least allowed cosine between the browser's and the Python agent's YAMNet embedding of a
+window (learned sounds are matched on it; their thresholds are cosines of 0.5 to 0.9)."""
 OFFLINE_WITHIN_S = 60.0
 ACK_TIMEOUT_S = 4.0
 """The phone's ack timeout in the delivery test (30 s by default)."""
@@ -118,6 +124,22 @@ def _web(broker: EmbeddedBroker, topic_root: str, tmp_path: Path, **extra: Any) 
         "keepalive_s": 1.0, "agent_broker_ws": f"ws://{{host}}:{broker.ws_port}/", **extra,
     })  # fmt: skip
     return WebService(settings, policy=load_policy(), handle_signals=False)
+
+
+@asynccontextmanager
+async def _stack(topic_root: str, tmp_path: Path, alerts: list[Alert]
+                 ) -> AsyncIterator[tuple[WebService, AggregatorService]]:  # fmt: skip
+    """An embedded broker, the aggregator (alerts into ``alerts``) and the web service."""
+    async with _broker() as broker:
+        agg = AggregatorService(
+            AggregatorSettings(broker=broker.url, topic_root=topic_root, client_id="agg-agent-test",
+                               state_dir=tmp_path / "aggregator", tick_s=0.2),
+            policy=load_policy(), on_alert=alerts.append, handle_signals=False,
+        )  # fmt: skip
+        web = _web(broker, topic_root, tmp_path)
+        async with running(agg), running(web):
+            await web.started.wait()
+            yield web, agg
 
 
 class Browser:
@@ -185,8 +207,8 @@ def _check_frames(frames: dict[str, Any], topics: Topics) -> dict[str, int]:
             kind = packet["type"]
             assert kind in {"CONNECT", "PUBLISH", "PUBACK", "SUBSCRIBE", "PINGREQ", "DISCONNECT"}, (
                 packet)  # fmt: skip
-            if kind == "SUBSCRIBE":  # its delivery acknowledgements, nothing else
-                assert packet["topics"] == [ack_topic], packet
+            if kind == "SUBSCRIBE":  # its delivery acks and its site's learned sounds, no more
+                assert packet["topics"] in ([ack_topic], [topics.sound_packs(SITE)]), packet
                 counts["subscribes"] = counts.get("subscribes", 0) + 1
             if kind == "CONNECT":
                 will = packet["will"]
@@ -230,61 +252,52 @@ async def test_phone_page_raises_one_smoke_alarm_sends_only_json_and_goes_offlin
     _write_wav(recording, _upsample(demo_signal(26.0, alarm_at_s=2.0), CHROMIUM_RATE // 16_000),
                CHROMIUM_RATE)  # fmt: skip
     alerts: list[Alert] = []
-    async with _broker() as broker:
-        agg = AggregatorService(
-            AggregatorSettings(broker=broker.url, topic_root=topic_root, client_id="agg-agent-test",
-                               state_dir=tmp_path / "aggregator", tick_s=0.2),
-            policy=load_policy(), on_alert=alerts.append, handle_signals=False,
-        )  # fmt: skip
-        web = _web(broker, topic_root, tmp_path)
-        async with running(agg), running(web):
-            await web.started.wait()
-            async with _browser(web, MODE="listen", AUDIO_FILE=str(recording),
-                                SHOTS=str(shots)) as browser:  # fmt: skip
-                ready = await browser.step("ready")
-                print(f"page, LiteRT.js and YAMNet loaded in {ready['model_load_ms']} ms")  # noqa: T201
-                listening = (await browser.step("listening"))["listening"]
-                assert listening["sampleRate"] in {44_100, 48_000}, listening
-                assert listening["title"] == "Listening", listening
-                assert "token=" not in listening["url"], "the token stayed in the address bar"
-                started = time.monotonic()
+    async with (
+        _stack(topic_root, tmp_path, alerts) as (web, _agg),
+        _browser(web, MODE="listen", AUDIO_FILE=str(recording), SHOTS=str(shots)) as browser,
+    ):
+        ready = await browser.step("ready")
+        print(f"page, LiteRT.js and YAMNet loaded in {ready['model_load_ms']} ms")  # noqa: T201
+        listening = (await browser.step("listening"))["listening"]
+        assert listening["sampleRate"] in {44_100, 48_000}, listening
+        assert listening["title"] == "Listening", listening
+        assert "token=" not in listening["url"], "the token stayed in the address bar"
+        started = time.monotonic()
 
-                def smoke() -> list[Alert]:
-                    return [
-                        a for a in alerts if a.category == "smoke_alarm" and a.state == "raised"
-                    ]
+        def smoke() -> list[Alert]:
+            return [a for a in alerts if a.category == "smoke_alarm" and a.state == "raised"]
 
-                await eventually(lambda: len(smoke()) >= 1, within=45)
-                to_alert = time.monotonic() - started
-                print(f"smoke_alarm raised {to_alert:.1f} s after the page listened")  # noqa: T201
-                raised = smoke()[0]
-                assert (raised.site, raised.location) == (SITE, NODE_ID), raised
-                assert any(".t3." in e for e in raised.evidence), raised.evidence  # the page's T3
-                browser.tell({"step": "alerted"})
-                shot = (await browser.step("shot"))["shown"]
-                assert len(smoke()) == 1, [a.alert_id for a in smoke()]
-                assert not [a for a in alerts if a.category == "node_offline"], alerts
-                browser.tell({"step": "close"})
-                closing = (await browser.step("closed"))["closing_ms"] / 1000
+        await eventually(lambda: len(smoke()) >= 1, within=45)
+        to_alert = time.monotonic() - started
+        print(f"smoke_alarm raised {to_alert:.1f} s after the page listened")  # noqa: T201
+        raised = smoke()[0]
+        assert (raised.site, raised.location) == (SITE, NODE_ID), raised
+        assert any(".t3." in e for e in raised.evidence), raised.evidence  # the page's T3
+        browser.tell({"step": "alerted"})
+        shot = (await browser.step("shot"))["shown"]
+        assert len(smoke()) == 1, [a.alert_id for a in smoke()]
+        assert not [a for a in alerts if a.category == "node_offline"], alerts
+        browser.tell({"step": "close"})
+        closing = (await browser.step("closed"))["closing_ms"] / 1000
 
-                def offline() -> list[Alert]:
-                    return [a for a in alerts if a.category == "node_offline"
-                            and a.location == NODE_ID and a.state == "raised"]  # fmt: skip
+        def offline() -> list[Alert]:
+            return [a for a in alerts if a.category == "node_offline"
+                    and a.location == NODE_ID and a.state == "raised"]  # fmt: skip
 
-                await eventually(lambda: bool(offline()), within=OFFLINE_WITHIN_S)
-                to_offline = offline()[0].published_at.timestamp() - closing
-                print(f"node_offline {to_offline:.2f} s after the page began closing: "  # noqa: T201
-                      f"{offline()[0].reason}")  # fmt: skip
-                assert to_offline < OFFLINE_WITHIN_S
-                frames = await browser.step("frames")
-                counts = _check_frames(frames, topics)
-                print(f"websocket: {counts}, shown {shot}")  # noqa: T201
-                assert counts["events"] >= 3, counts
-                # The page's own T3 detector (the board's C core, WebAssembly) heard the alarm.
-                assert counts.get("pattern_t3", 0) >= 1, counts
-                assert set(counts) & {"pattern_t4", "pattern_lf520"} == set(), counts
-                assert counts["statuses"] >= 1, counts
-                assert not browser.errors, browser.errors
+        await eventually(lambda: bool(offline()), within=OFFLINE_WITHIN_S)
+        to_offline = offline()[0].published_at.timestamp() - closing
+        print(f"node_offline {to_offline:.2f} s after the page began closing: "  # noqa: T201
+              f"{offline()[0].reason}")  # fmt: skip
+        assert to_offline < OFFLINE_WITHIN_S
+        frames = await browser.step("frames")
+        counts = _check_frames(frames, topics)
+        print(f"websocket: {counts}, shown {shot}")  # noqa: T201
+        assert counts["events"] >= 3, counts
+        # The page's own T3 detector (the board's C core, WebAssembly) heard the alarm.
+        assert counts.get("pattern_t3", 0) >= 1, counts
+        assert set(counts) & {"pattern_t4", "pattern_lf520"} == set(), counts
+        assert counts["statuses"] >= 1, counts
+        assert not browser.errors, browser.errors
     assert len([a for a in alerts if a.category == "smoke_alarm" and a.state == "raised"]) == 1
     for name in ("agent-phone.png", "agent-phone-alert.png"):
         assert (shots / name).stat().st_size > 10_000, name
@@ -316,10 +329,20 @@ async def test_browser_yamnet_scores_match_the_python_agent(
     python_windows = Windower(hop_samples(0.48)).feed(samples)
     assert len(browser_windows) == len(python_windows) == done["windows"]
     worst = worst_top = 0.0
+    least_cosine = 1.0
     for b, p in zip(browser_windows, python_windows, strict=True):
         assert (b["index"], b["start_sample"]) == (p.index, p.start_sample)
         assert abs(b["level_dbfs"] - p.level_dbfs) < 1e-6
-        expected = model(p.samples).scores
+        output = model(p.samples)
+        expected = output.scores
+        # The embedding learned sounds are matched on (the served model outputs it).
+        assert b["embedding"] is not None, "the page's model gives no embedding"
+        assert output.embedding is not None
+        mine, theirs = np.asarray(b["embedding"], np.float32), output.embedding
+        norms = float(np.linalg.norm(mine)) * float(np.linalg.norm(theirs))
+        cosine = float(mine @ theirs) / max(1e-9, norms)
+        least_cosine = min(least_cosine, cosine)
+        assert cosine >= EMBEDDING_COSINE, (p.index, cosine)
         got = np.asarray(b["scores"], dtype=np.float32)
         diff = np.abs(got - expected)
         top = np.argsort(-expected)[:10]
@@ -329,7 +352,8 @@ async def test_browser_yamnet_scores_match_the_python_agent(
         if expected[top[0]] - expected[top[1]] > 2 * SCORE_TOLERANCE:
             assert int(np.argmax(got)) == int(top[0]), p.index
     print(f"max |browser - python| YAMNet score over {len(python_windows)} windows: "  # noqa: T201
-          f"{worst:.2e} (all 521 classes), {worst_top:.2e} (Python's top 10)")  # fmt: skip
+          f"{worst:.2e} (all 521 classes), {worst_top:.2e} (Python's top 10); least "
+          f"embedding cosine {least_cosine:.5f}")  # fmt: skip
 
 
 @skip_without_browser
@@ -423,3 +447,61 @@ async def _until(
         if time.monotonic() > deadline:
             pytest.fail(f"the page did not take {what} within {within:.0f} s: {await state()}")
         await asyncio.sleep(0.3)
+
+
+@skip_without_browser
+@pytest.mark.timeout(240)
+async def test_phone_page_teaches_a_sound_and_recognises_it_afterwards(
+    topic_root: str, tmp_path: Path
+) -> None:
+    """ "Teach a sound" on the phone, from Chromium's fake microphone: five examples of a
+    microwave's beeps, learned on the page (embeddings only), shared as a sound pack that the
+    aggregator takes; the page then recognises the beeps and a ``microwave`` alert is raised."""
+    _require_frontend()
+    topics = Topics(topic_root)
+    # 13 s of the room (what the phone learns is ordinary), then the microwave every 3 s for
+    # 30 s; the page is taught from 14 s on (Chromium plays the file from the start, looping).
+    period = np.concatenate([beeps(40), np.zeros(round(1.3 * 16_000))])
+    room = background_bed(13.0 + 10 * period.size / 16_000, seed=41)
+    sound = np.concatenate([np.zeros(13 * 16_000), np.tile(period, 10)])
+    signal = synth.mix_at_snr(sound, room, 15.0)
+    recording = tmp_path / "microwave-48k.wav"
+    _write_wav(recording, _upsample(signal, CHROMIUM_RATE // 16_000), CHROMIUM_RATE)
+    alerts: list[Alert] = []
+    async with (
+        _stack(topic_root, tmp_path, alerts) as (web, agg),
+        _browser(web, MODE="teach", AUDIO_FILE=str(recording), TEACH_AFTER_S="14") as browser,
+    ):
+        await browser.step("ready")
+        taught = await browser.step("taught", within=120)
+        print(f"taught: {taught['status']} {taught['state']['taught']}")  # noqa: T201
+        assert taught["state"]["taught"] is not None, taught
+        assert taught["state"]["taught"]["sound"] == "microwave"
+        quality = taught["state"]["taught"]["quality"]
+        assert quality["examples"] >= 3, taught
+        assert quality["leave_one_out"] >= 0.8, taught
+        await eventually(lambda: "microwave" in agg.core.policy.categories, within=15)
+
+        def raised() -> list[Alert]:
+            return [a for a in alerts if a.category == "microwave" and a.state == "raised"]
+
+        await eventually(lambda: bool(raised()), within=45)
+        alert = raised()[0]
+        assert (alert.title, alert.location, alert.priority) == (
+            "Microwave", NODE_ID, "normal")  # fmt: skip
+        browser.tell({"step": "close"})
+        closing = await browser.step("closing")
+        assert "microwave" in closing["state"]["sounds"], "the page took its own pack"
+        frames = await browser.step("frames")
+    pack_topic = topics.sound_pack(SITE, "microwave")
+    packs = [p for sock in frames["sockets"] for p in sock["packets"]
+             if p["type"] == "PUBLISH" and p["topic"] == pack_topic]  # fmt: skip
+    assert len(packs) == 1, "one sound pack, nothing else new"
+    pack = decode(SoundPack, packs[0]["payload"].encode(), topics.parse(packs[0]["topic"]))
+    assert (pack.learned_on, pack.title, pack.version) == (NODE_ID, "Microwave", 1)
+    assert pack.embedding.version == model_version(ROOT / "edge/agent/assets/yamnet.tflite")
+    # No audio left the page: every other message is an event or a status (checked by kind).
+    for sock in frames["sockets"]:
+        for packet in sock["packets"]:
+            if packet["type"] == "PUBLISH" and packet["topic"] != packs[0]["topic"]:
+                assert packet["payload_bytes"] <= MAX_MESSAGE_BYTES, packet["payload_bytes"]

@@ -289,6 +289,25 @@ async function sendFeedback(alertId, verdict, statusEl, buttons) {
   }
 }
 
+// "This was my …": the sensor that heard it learns the sound from what it kept (embeddings only).
+async function teachSound(alertId, statusEl) {
+  const record = state.alerts.get(alertId);
+  if (!record) return;
+  const title = window.prompt('What was this sound? (for example: Doorbell, Microwave)');
+  if (!title || !title.trim()) return;
+  statusEl.textContent = 'Sending…';
+  try {
+    await api(`/api/alerts/${encodeURIComponent(alertId)}/learn`, {
+      method: 'POST',
+      body: JSON.stringify({ title: title.trim(), by: state.name }),
+    });
+    statusEl.textContent = `The ${record.alert.location} sensor is learning “${title.trim()}”; every sensor of the home will know it.`;
+    setTimeout(loadSounds, 3000);
+  } catch (err) {
+    statusEl.textContent = `Not sent: ${err.message}. Try again.`;
+  }
+}
+
 // -- quiet screen, history, sensors ----------------------------------------------------------
 const HEARTBEATS = 3; // a sensor silent for this many heartbeats is not listening
 export function isListening(n, now = Date.now()) {
@@ -385,6 +404,34 @@ function renderHistory() {
   }).join('');
 }
 
+// -- learned sounds (their packs' names and quality; the display never has their weights) --------
+async function loadSounds() {
+  try {
+    const { sounds } = await api('/api/sounds');
+    for (const x of sounds) {  // a learned sound's alerts wear the colour and icon chosen for it
+      state.categories[x.sound] ??= { title: x.title, priority: x.priority, color: x.color, text: x.text, icon: x.icon };
+    }
+    $('sounds-empty').hidden = sounds.length > 0;
+    $('sounds').innerHTML = sounds.map((x) => {
+      const loo = x.quality?.leave_one_out;
+      const how = `${x.quality?.examples ?? '?'} examples` + (loo == null ? '' : `, ${Math.round(loo * 100)}% recognised leaving one out`);
+      return `<li class="node"><span><span class="title">${escapeHtml(x.title)}</span> <span class="meta">v${Number(x.version)} · ${escapeHtml(x.priority)} · learned on ${escapeHtml(roomName(x.learned_on))} from ${escapeHtml(how)}</span></span>
+        <button type="button" class="btn-false" data-site="${escapeHtml(x.site)}" data-sound="${escapeHtml(x.sound)}">Remove</button></li>`;
+    }).join('');
+  } catch (err) {
+    $('sounds-empty').hidden = false;
+    $('sounds-empty').textContent = `Cannot load the learned sounds: ${err.message}`;
+  }
+}
+
+async function removeSound(site, sound) {
+  try {
+    await api(`/api/sounds/${encodeURIComponent(site)}/${encodeURIComponent(sound)}`, { method: 'DELETE' });
+  } finally {
+    await loadSounds();
+  }
+}
+
 function renderNodes() {
   const nodes = [...state.nodes.values()].sort((x, y) => `${x.site}/${x.node}`.localeCompare(`${y.site}/${y.node}`));
   $('nodes-empty').hidden = nodes.length > 0;
@@ -422,6 +469,11 @@ function wire() {
   const buttons = [$('ack'), $('false-alarm')];
   $('ack').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'acknowledged', $('alert-status'), buttons));
   $('false-alarm').addEventListener('click', () => sendFeedback($('alert').dataset.alertId, 'false_alarm', $('alert-status'), buttons));
+  $('this-was-my').addEventListener('click', () => teachSound($('alert').dataset.alertId, $('alert-status')));
+  $('sounds').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-sound]');
+    if (b) removeSound(b.dataset.site, b.dataset.sound);
+  });
   const step = (d) => {
     const n = [...state.alerts.values()].filter(needsAttention).length;
     state.index = (state.index + d + n) % n;
@@ -468,6 +520,7 @@ async function start() {
     return;
   }
   connect();
+  loadSounds();
 }
 
 start();

@@ -112,8 +112,9 @@ test('timestamps carry microseconds like the Python agent', () => {
 
 test('topics refuse ids a topic cannot carry', () => {
   assert.deepEqual(topics('soundalert/v1', 'home', 'kitchen'), { events: 'soundalert/v1/home/kitchen/events', status: 'soundalert/v1/home/kitchen/status',
-    ack: 'soundalert/v1/home/kitchen/ack' });
+    ack: 'soundalert/v1/home/kitchen/ack', sounds: 'soundalert/v1/home/sounds/+' });
   assert.throws(() => topics('soundalert/v1', 'home', 'alerts'));
+  assert.throws(() => topics('soundalert/v1', 'home', 'sounds'));
   assert.throws(() => topics('soundalert/v1', 'home/x', 'kitchen'));
   assert.throws(() => topics('soundalert/v1', 'home', '#'));
 });

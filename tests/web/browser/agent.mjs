@@ -83,7 +83,7 @@ function parse(first, body, bytes) {
 // -- the browser -----------------------------------------------------------------------------
 const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'];
-if (MODE === 'listen' || MODE === 'delivery') {
+if (MODE === 'listen' || MODE === 'delivery' || MODE === 'teach') {
   args.push('--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${AUDIO_FILE}`);
 }
 const profile = mkdtempSync(join(tmpdir(), 'soundalert-chromium-'));
@@ -149,6 +149,27 @@ try {
     const windows = await page.evaluate((x) => window.soundalertAgent.analyseSamples(x), samples);
     writeFileSync(process.env.SCORES_OUT, JSON.stringify(windows));
     say({ step: 'scores', windows: windows.length, ms: Date.now() - began });
+  } else if (MODE === 'teach') {
+    // "Teach a sound": five examples from the (fake) microphone, then Learn it; then it listens on.
+    await page.getByRole('button', { name: 'Start listening' }).click();
+    // The recording is TEACH_AFTER_S of room, then the sound: teach once the page heard that far.
+    const after = Math.ceil(Number(process.env.TEACH_AFTER_S) / 0.48);
+    await page.waitForFunction((n) => { const s = window.soundalertAgent.state(); return s.listening && s.connected && s.stats.windows >= n; },
+      after, { timeout: 60000, polling: 100 }).catch(async (err) => { throw new Error(`${err.message}: ${JSON.stringify(await state())}`); });
+    await page.fill('#teach-name', 'Microwave');
+    for (let i = 1; i <= 5; i += 1) {
+      await page.getByRole('button', { name: 'Record an example (3 s)' }).click();
+      await page.waitForFunction((n) => window.soundalertAgent.state().examples >= n
+        || /Nothing loud/.test(document.getElementById('teach-status').textContent), i, { timeout: 15000, polling: 100 });
+      await page.waitForFunction(() => !document.getElementById('teach-record').disabled, null, { timeout: 15000 });
+    }
+    await page.getByRole('button', { name: 'Learn it' }).click();
+    await page.waitForFunction(() => window.soundalertAgent.state().taught
+      || /Not learned/.test(document.getElementById('teach-status').textContent), null, { timeout: 15000, polling: 100 });
+    say({ step: 'taught', status: await page.textContent('#teach-status'), state: await state() });
+    await hear('close');
+    say({ step: 'closing', state: await state() });
+    await page.close();
   } else {
     // First use: the room and home come from the address (remembered), the person presses Start.
     await page.getByRole('button', { name: 'Start listening' }).click();

@@ -17,6 +17,7 @@ import {
   hopSamples, listeningHealth, parseAck, parseClassMap, statusDoc, topLabels, topics, validId, validNodeId,
 } from './core.js';
 import { Outbox } from './outbox.js';
+import { PERSONAL_SOURCE, learnSound, matchSound, packOf, parsePack, soundId, soundWindows } from './sounds.js';
 
 const TOKEN_KEY = 'soundalert.token';
 const SITE_KEY = 'soundalert.agent.site';
@@ -29,7 +30,8 @@ const SEND_BATCH = 32;
 const $ = (id) => document.getElementById(id);
 const agent = {
   config: null, names: null, model: null, Tensor: null, ready: null, patternsWasm: null, patterns: null,
-  site: null, node: null, topics: null,
+  site: null, node: null, topics: null, sounds: new Map(), soundsRefused: 0,
+  background: [], teach: { examples: [], recording: null, learned: null },
   client: null, connected: false,
   ctx: null, stream: null, track: null, worklet: null,
   resampler: null, windower: null, builder: null, stats: new Stats(),
@@ -100,14 +102,99 @@ async function loadModel(config) {
 
 /** YAMNet scores (521) for one 15 600-sample window. */
 async function scoresOf(samples) {
+  return (await modelOf(samples)).scores;
+}
+
+/** YAMNet scores (521) and embedding (1024; the served model outputs it) for one window. */
+async function modelOf(samples) {
   const input = new agent.Tensor(samples, [1, WINDOW_SAMPLES]);
   let outputs = [];
   try {
     outputs = await agent.model.run([input]);
-    return Float32Array.from(outputs[0].toTypedArray());
+    const arrays = outputs.map((t) => Float32Array.from(t.toTypedArray()));
+    return { scores: arrays[0], embedding: arrays.find((a) => a.length === 1024) || null };
   } finally {
     input.delete();
     for (const t of outputs) t.delete();
+  }
+}
+
+// -- learned sounds: the site's sound packs, recognised in this phone's windows --------------
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function takeSoundPack(topic, payload) {
+  const sound = topic.split('/').at(-1);
+  if (!payload.length) { agent.sounds.delete(sound); return; }
+  const source = agent.config.model.source;
+  try {
+    const pack = await parsePack(payload, { model: 'yamnet', version: source.version, dims: 1024 }, sha256Hex);
+    agent.sounds.set(sound, pack);
+  } catch (err) {
+    agent.soundsRefused += 1;
+    console.warn(`refused the sound pack on ${topic}: ${err.message}`);
+  }
+}
+
+// -- teaching a sound on the phone (embeddings only; the recording never exists as audio) ----
+const BACKGROUND_WINDOWS = 240;
+const EXAMPLE_MS = 3000;
+
+function keepForTeaching(window, embedding, found) {
+  const rec = agent.teach.recording;
+  if (rec && performance.now() <= rec.until) rec.windows.push({ embedding, levelDbfs: window.levelDbfs });
+  else if (!found && !rec && !agent.teach.examples.length) {
+    // While a sound is being taught it sounds between the examples: that is not the room.
+    agent.background.push(embedding);
+    if (agent.background.length > BACKGROUND_WINDOWS) agent.background.shift();
+  }
+}
+
+function recordExample() {
+  if (agent.teach.recording) return;
+  const rec = { until: performance.now() + EXAMPLE_MS, windows: [] };
+  agent.teach.recording = rec;
+  setText('teach-status', 'Recording: make the sound now…');
+  $('teach-record').disabled = true;
+  setTimeout(() => {
+    // The windows ending inside the 3 s are analysed within a second of it.
+    setTimeout(() => {
+      agent.teach.recording = null;
+      const sound = soundWindows(rec.windows);
+      if (sound.length) agent.teach.examples.push(sound);
+      const n = agent.teach.examples.length;
+      setText('teach-status', sound.length
+        ? `Example ${n} recorded (${sound.length} windows of sound). ${n < 3 ? 'Record at least 3.' : 'Record more, or press Learn it.'}`
+        : 'Nothing loud enough was heard: try again, closer.');
+      $('teach-record').disabled = false;
+      $('teach-learn').disabled = n === 0;
+    }, 1200);
+  }, EXAMPLE_MS);
+}
+
+async function learnTaught() {
+  const title = $('teach-name').value.trim();
+  if (!title) { setText('teach-status', 'Give the sound a name first.'); return; }
+  try {
+    const learned = learnSound(agent.teach.examples, agent.background);
+    const sound = soundId(title);
+    const source = agent.config.model.source;
+    const pack = await packOf(learned, { site: agent.site, node: agent.node, sound, title,
+      version: (agent.sounds.get(sound)?.version ?? 0) + 1, embedding: { model: 'yamnet', version: source.version, dims: 1024 },
+      atMs: Date.now(), sha256: sha256Hex });
+    if (!agent.client || !agent.connected) throw new Error('not connected to the alert server');
+    await new Promise((resolve, reject) => agent.client.publish(`${agent.config.topic_root}/${agent.site}/sounds/${sound}`,
+      JSON.stringify(pack), { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve())));
+    agent.teach = { examples: [], recording: null, learned: { sound, title, quality: learned.quality, warnings: learned.warnings } };
+    $('teach-learn').disabled = true;
+    const loo = learned.quality.leave_one_out;
+    setText('teach-status', `Learned “${title}” from ${learned.quality.examples} examples` +
+      (loo == null ? '' : ` (${Math.round(loo * 100)}% recognised leaving one out)`) + '. Every sensor of the home knows it now.' +
+      (learned.warnings.length ? ` Note: ${learned.warnings.join('; ')}.` : ''));
+  } catch (err) {
+    setText('teach-status', `Not learned: ${err.message}`);
   }
 }
 
@@ -146,9 +233,12 @@ async function analyse(window) {
   let took = null;
   if (!gated) {
     const began = performance.now();
-    const scores = await scoresOf(window.samples);
+    const { scores, embedding } = await modelOf(window.samples);
     took = performance.now() - began;
     labels = topLabels(scores, agent.names, cfg.top_k, cfg.min_label_score);
+    const found = embedding && agent.sounds.size ? matchSound([...agent.sounds.values()], embedding) : null;
+    if (found) publishEvent(agent.builder.personalEvent(window, found[0], found[1], PERSONAL_SOURCE));
+    if (embedding) keepForTeaching(window, embedding, found);
   }
   agent.stats.window(window.levelDbfs, gated, took);
   publishEvent(agent.builder.windowEvent({ ...window, gated, labels }));
@@ -246,6 +336,7 @@ async function connectMqtt() {
     agent.sentSeq = -1; // a new connection: everything unacknowledged goes (again)
     agent.resend.start(Date.now());
     if (endToEnd()) agent.client.subscribe(agent.topics.ack, { qos: 1 });
+    agent.client.subscribe(agent.topics.sounds, { qos: 1 });
     setText('agent-mqtt', 'Connected');
     checkHealth(false);
     publishStatus();
@@ -253,6 +344,7 @@ async function connectMqtt() {
   });
   agent.client.on('message', (topic, payload) => {
     if (topic === agent.topics.ack && payload.length) takeAck(payload.toString()).catch((err) => console.error('ack', err));
+    else if (topic.startsWith(agent.topics.sounds.slice(0, -1))) takeSoundPack(topic, payload.toString()).catch((err) => console.error('pack', err));
   });
   const down = (why) => () => {
     agent.connected = false;
@@ -449,6 +541,8 @@ function wireSetup(config) {
     startListening();
   });
   $('agent-stop').addEventListener('click', stopListening);
+  $('teach-record').addEventListener('click', recordExample);
+  $('teach-learn').addEventListener('click', learnTaught);
 }
 
 /** Test and diagnostics hook: 16 kHz samples through the same windowing and model path. */
@@ -457,8 +551,10 @@ async function analyseSamples(samples, hopS = DEFAULT_PIPELINE.hop_s) {
   const windower = new Windower(hopSamples(hopS));
   const out = [];
   for (const w of windower.feed(Float32Array.from(samples))) {
-    const scores = await scoresOf(w.samples);
+    const { scores, embedding } = await modelOf(w.samples);
+    const found = embedding && agent.sounds.size ? matchSound([...agent.sounds.values()], embedding) : null;
     out.push({ index: w.index, start_sample: w.startSample, level_dbfs: w.levelDbfs, scores: Array.from(scores),
+      embedding: embedding ? Array.from(embedding) : null, sound: found,
       labels: topLabels(scores, agent.names, agent.config.pipeline.top_k, agent.config.pipeline.min_label_score) });
   }
   return out;
@@ -470,6 +566,8 @@ async function main() {
     connected: agent.connected, published: agent.published, stats: agent.stats.summary(), wake: agent.wakeText,
     sampleRate: agent.ctx?.sampleRate ?? null, delivered: agent.delivered, ackedSeq: agent.ackedSeq,
     acksIgnored: agent.acksIgnored, nextSeq: agent.site ? nextSeq() : null,
+    sounds: [...agent.sounds.keys()], soundsRefused: agent.soundsRefused, taught: agent.teach.learned,
+    examples: agent.teach.examples.length, background: agent.background.length,
     outbox: agent.outbox ? { seqs: [...agent.outbox.held.keys()], pendingFromSeq: agent.outbox.pendingFromSeq(nextSeq()),
       ...agent.outbox.figures() } : null }) };
   if (!localStorage.getItem(TOKEN_KEY)) {

@@ -16,7 +16,7 @@ export const DEFAULT_HOP_S = 0.48;
 export const LEVEL_FLOOR_DBFS = -120;
 export const SCORE_DECIMALS = 4;
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-export const RESERVED_NODE_IDS = new Set(['alerts', 'feedback']);
+export const RESERVED_NODE_IDS = new Set(['alerts', 'feedback', 'sounds']);
 export const EVENT_SCHEMA = 'soundalert.event/1';
 export const STATUS_SCHEMA = 'soundalert.status/1';
 export const ACK_SCHEMA = 'soundalert.ack/1';
@@ -243,7 +243,8 @@ export function validNodeId(id) {
 export function topics(root, site, node) {
   if (!validId(site)) throw new Error(`site id ${JSON.stringify(site)} does not match [A-Za-z0-9_-]{1,64}`);
   if (!validNodeId(node)) throw new Error(`node id ${JSON.stringify(node)} is not allowed`);
-  return { events: `${root}/${site}/${node}/events`, status: `${root}/${site}/${node}/status`, ack: `${root}/${site}/${node}/ack` };
+  return { events: `${root}/${site}/${node}/events`, status: `${root}/${site}/${node}/status`, ack: `${root}/${site}/${node}/ack`,
+    sounds: `${root}/${site}/sounds/+` };
 }
 
 /** Builds ClassificationEvent documents for one node and one audio stream. */
@@ -276,6 +277,25 @@ export class EventBuilder {
       labels: labels.map(([label, score]) => ({ label, score })),
       level_dbfs: round(level, 1),
       features: gated ? { gated: true } : {},
+    };
+  }
+
+  /** A window recognised as a learned sound, as the Python agent's personal_event. */
+  personalEvent({ startSample, endSample, levelDbfs: level }, sound, score, source) {
+    const seq = this.nextSeq;
+    this.nextSeq += 1;
+    return {
+      schema: EVENT_SCHEMA,
+      event_id: `${this.node}.${this.streamId}.${source.kind}.${startSample}`,
+      site: this.site,
+      node: this.node,
+      seq,
+      window_start: this.at(startSample),
+      window_end: this.at(endSample),
+      source: { ...source },
+      labels: [{ label: sound, score: round(score, SCORE_DECIMALS) }],
+      level_dbfs: round(level, 1),
+      features: {},
     };
   }
 

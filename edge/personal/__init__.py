@@ -1,0 +1,1 @@
+"""Personal sounds: learned on the node from YAMNet embeddings, shared as sound packs."""
