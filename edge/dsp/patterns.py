@@ -38,7 +38,8 @@ rise, and a peak starting within ``CHIRP_MERGE`` frames of the last is the same 
 by a notch of the room's interference). Four chirps on one tone, each ``CHIRP_MIN_WIDTH`` to
 ``CHIRP_MAX_WIDTH`` frames from rise to fall, on a regular grid (a least-squares period of 10-17
 frames, each chirp within 2.5 frames of it: a reverberant room blurs single rises, not the
-rhythm), their peaks within ``CHIRP_LEVEL_SPREAD_DB`` of each other (one sounder in one place, not a
+rhythm), their strongest bins within ``MAX_BIN_SPREAD`` of each other (one pitch) and their peaks
+within ``CHIRP_LEVEL_SPREAD_DB`` of each other (one sounder in one place, not a
 knock's decaying echoes or a crash's shards), make a T4 cycle when no peak on that tone within
 ``QUIET_DB`` of the quietest of them came in the 2 s before or comes in the 3 s after (the
 pattern's 5 s pause; a ripple in the first ``TAIL`` frames after the last chirp is its tail;
@@ -461,6 +462,9 @@ class _ChirpMatcher:
             return
         if not _on_grid(chirps, t.period_min, t.period_max, t.jitter):
             return
+        bins = [q.tone.bin for q in chirps]
+        if max(bins) - min(bins) > MAX_BIN_SPREAD:
+            return  # one piezo sounds one pitch; speech's formants wander from peak to peak
         levels = [q.peak_db for q in chirps]
         if max(levels) - min(levels) > CHIRP_LEVEL_SPREAD_DB:
             return  # one sounder's chirps, not a knock's decaying echoes or a crash's shards

@@ -350,6 +350,15 @@ static void chirps_peak(sa_chirps_t *m, const sa_pulse_t *peak)
     if (!on_grid(chirps, k, t->period_min, t->period_max, t->jitter_half_frames)) {
         return;
     }
+    int lowest_bin = chirps[0].tone.bin;
+    int highest_bin = chirps[0].tone.bin;
+    for (int i = 1; i < k; i++) {
+        lowest_bin = chirps[i].tone.bin < lowest_bin ? chirps[i].tone.bin : lowest_bin;
+        highest_bin = chirps[i].tone.bin > highest_bin ? chirps[i].tone.bin : highest_bin;
+    }
+    if (highest_bin - lowest_bin > SA_MAX_BIN_SPREAD) {
+        return; /* one piezo sounds one pitch; speech's formants wander from peak to peak */
+    }
     int32_t lowest = chirps[0].peak_cdb;
     int32_t highest = chirps[0].peak_cdb;
     for (int i = 1; i < k; i++) {
