@@ -185,6 +185,7 @@ class ConsumerJob:
     world: int = 0  # other homes (their nodes and an open smoke alarm each) already in the state
     world_nodes: int = 1  # nodes per home of the world
     metrics_port: int | None = None
+    metrics_every_s: float | None = None  # AggregatorSettings.metrics_every_s
 
 
 @dataclass
@@ -316,6 +317,7 @@ async def _aggregator(job: ConsumerJob, conn: Connection) -> ConsumerResult:
         state_dir=Path(job.state_dir),
         client_id=f"bench-aggregator-{uuid.uuid4().hex[:8]}",
         metrics_port=job.metrics_port,
+        metrics_every_s=job.metrics_every_s,
     )
     tally = _Tally(job.expected, job.keep_times)
     metrics = None
@@ -589,8 +591,8 @@ def _free_port() -> int:
 
 def run_scrape(
     broker: Mosquitto, workdir: Path, *, world: int, world_nodes: int, rounds: int, events: int,
-    rate: float, publishers: int,
-) -> None:  # fmt: skip
+    rate: float, publishers: int, metrics_every_s: float | None,
+) -> tuple[float, float]:  # fmt: skip
     """One aggregator with ``world`` other homes in its state; paced phases alternate between
     A (nobody reads /metrics) and B (a GET of /metrics every second), after a warm-up A."""
     ctx = mp.get_context("spawn")
@@ -605,7 +607,8 @@ def run_scrape(
     per_node = -(-events // len(NODES))
     job = ConsumerJob("aggregator", broker.port, root, per_phase * len(plan),
                       str(workdir / f"state-{tag}"), keep_times=True, backlog=False, world=world,
-                      world_nodes=world_nodes, metrics_port=port)  # fmt: skip
+                      world_nodes=world_nodes, metrics_port=port,
+                      metrics_every_s=metrics_every_s)  # fmt: skip
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_consumer, args=(job, child), name="bench-aggregator")
     started = time.perf_counter()
@@ -628,9 +631,14 @@ def run_scrape(
         result: ConsumerResult = parent.recv()
     finally:
         _join(pubs, proc)
-    print(f"\nlatency at {rate:g} events/s, publish -> processed (ms), {world} other homes "
-          f"({world * world_nodes} nodes) in the aggregator's state; B: GET /metrics every "
-          "second")  # fmt: skip
+    how = (
+        "rendered on each request (prometheus_client's server)"
+        if metrics_every_s is None
+        else f"rendered every {metrics_every_s:g} s in a forked child"
+    )
+    print(f"\n/metrics {how}: latency at {rate:g} events/s, publish -> processed (ms), {world} "
+          f"other homes ({world * world_nodes} nodes) in the aggregator's state; B: GET /metrics "
+          "every second")  # fmt: skip
     print(f"  {'phase':<9}{'events':>8}{'p50':>9}{'p99':>9}{'max':>9}")
     pooled: dict[str, list[float]] = {"A": [], "B": []}
     for phase, group_sent in zip(plan, sent, strict=True):
@@ -653,6 +661,7 @@ def run_scrape(
         print(f"  /metrics: {len(scrapes)} scrapes, {size:,.0f} bytes (median; "
               f"{size / 2**20:.2f} MiB), GET {quantile(took, 0.5):.1f} ms median, "
               f"{max(took):.1f} ms max")  # fmt: skip
+    return quantile(a, 0.99), quantile(b, 0.99)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -829,11 +838,20 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
             broker = start_broker(Path(tmp), nodelay=args.broker_nodelay)
             try:
-                run_scrape(broker, Path(tmp), world=args.scrape_world,
-                           world_nodes=args.world_nodes, rounds=args.rounds,
-                           events=paced, rate=args.rate, publishers=publishers)  # fmt: skip
+                p99 = {every: run_scrape(broker, Path(tmp), world=args.scrape_world,
+                                         world_nodes=args.world_nodes, rounds=args.rounds,
+                                         events=paced, rate=args.rate, publishers=publishers,
+                                         metrics_every_s=every)
+                       for every in (None, 1.0)}  # fmt: skip
             finally:
                 broker.stop()
+        print()
+        for every, (a, b) in p99.items():
+            how = "rendered on each request" if every is None else "forked rendering"
+            print(f"p99 ratio B/A, {how}: {b / a:.2f} ({a:.1f} -> {b:.1f} ms)")
+        plain, forked = p99[None][0], p99[1.0][1]
+        print(f"p99 forked and scraped / per-request and not scraped: {forked / plain:.2f} "
+              f"({plain:.1f} -> {forked:.1f} ms)")  # fmt: skip
         return 0
     drain: list[Phase] = []
     latency: list[Phase] = []
