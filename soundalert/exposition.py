@@ -35,8 +35,9 @@ def _read_all(fd: int) -> bytes:
 
 
 class ForkedExposition:
-    """Renders ``registry`` every ``every_s`` in a forked child (:meth:`run`, on the event
-    loop); :meth:`serve` answers /metrics with the latest rendering."""
+    """Renders ``registry`` in a forked child every ``every_s`` while someone scrapes
+    (:meth:`run`, on the event loop); :meth:`serve` answers /metrics with the latest rendering,
+    so a scrape sees values at most one scrape interval plus ``every_s`` old."""
 
     def __init__(
         self, registry: CollectorRegistry, every_s: float, timeout_s: float = 30.0
@@ -45,10 +46,14 @@ class ForkedExposition:
         self.every_s = every_s
         self.timeout_s = timeout_s
         self.body = generate_latest(registry)  # before any event: nothing to hold up yet
+        self.scraped = False  # since the last rendering: nobody reading, no rendering
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.every_s)
+            if not self.scraped:
+                continue
+            self.scraped = False
             body = await self.render()
             if body is not None:
                 self.body = body
@@ -87,6 +92,7 @@ class ForkedExposition:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = exposition.body
+                exposition.scraped = True
                 self.send_response(200)
                 self.send_header("Content-Type", CONTENT_TYPE_LATEST)
                 self.send_header("Content-Length", str(len(body)))

@@ -22,10 +22,11 @@ class AggregatorSettings(BrokerServiceSettings):
     metrics_every_s: float | None = Field(
         default=None,
         gt=0,
-        description="Render /metrics this often in a forked child and serve the latest "
-        "rendering, so a scrape never holds up event handling (set it for thousands of nodes; "
-        "a scrape then sees values up to this old). Unset: rendered on each request in a "
-        "thread of the service, which at 10,000 nodes stalls event handling.",
+        description="While /metrics is scraped, render it this often in a forked child and "
+        "serve the latest rendering, so a scrape never holds the GIL against event handling "
+        "(for thousands of nodes; values are then up to a scrape interval plus this old). "
+        "Unset: rendered on each request in a thread of the service, which at 10,000 nodes "
+        "stalls event handling.",
     )
     tick_s: float = Field(
         default=1.0, gt=0, le=10, description="How often supervision and reminders run."

@@ -52,16 +52,20 @@ async def test_a_child_that_fails_keeps_the_previous_rendering() -> None:
     assert exposition.body == first
 
 
-async def test_run_refreshes_on_its_own() -> None:
+async def test_run_refreshes_while_scraped() -> None:
     registry = CollectorRegistry()
     counter = Counter("bench_things_total", "Things.", registry=registry)
     exposition = ForkedExposition(registry, every_s=0.05)
     task = asyncio.create_task(exposition.run())
     try:
         counter.inc(5)
+        exposition.scraped = True  # as a GET does
         async with asyncio.timeout(10):
             while b"bench_things_total 5.0" not in exposition.body:  # noqa: ASYNC110 - a value
                 await asyncio.sleep(0.02)
+        counter.inc(1)
+        await asyncio.sleep(0.3)  # six periods, and nobody scraped: no rendering
+        assert b"bench_things_total 5.0" in exposition.body
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
