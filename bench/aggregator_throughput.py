@@ -30,8 +30,16 @@ Timings on a shared machine are noisy: the bench prints figures and ratios, it a
 ``--py-spy PREFIX`` records a profile of each consumer; ``--broker-nodelay`` turns Nagle's
 algorithm off in Mosquitto (``set_tcp_nodelay``; off by default, as in a stock install).
 
+``--scrape-world HOMES`` runs something else: does reading ``/metrics`` stall processing? One
+aggregator whose state and registry already hold HOMES other homes (``--world-nodes`` nodes and an
+open smoke alarm each, built by ``bench.core_scaling``), its real metrics HTTP server, and paced
+phases of ``--seconds`` at ``--rate``: a warm-up, then ``--rounds`` of A (nobody scrapes) and B
+(this process GETs ``/metrics`` every second, as Prometheus would), alternating the order. It
+prints latency per phase, A and B pooled, the p99 ratio B/A, and the scrape's size and duration.
+
     .venv/bin/python -m bench.aggregator_throughput [--events 60000] [--rate 1000]
         [--seconds 10] [--publishers 2] [--rounds 1] [--live] [--quick]
+    .venv/bin/python -m bench.aggregator_throughput --scrape-world 10000 --rate 500 --rounds 3
 """
 
 from __future__ import annotations
@@ -43,11 +51,14 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -150,6 +161,7 @@ class PublisherJob:
     nodes: tuple[str, ...]
     count: int
     rate: float | None  # events/s for this publisher; None: as fast as possible
+    first_seq: int = 0
 
 
 @dataclass
@@ -170,6 +182,10 @@ class ConsumerJob:
     state_dir: str
     keep_times: bool
     backlog: bool  # events queue in the broker while the consumer is away, then it drains
+    world: int = 0  # other homes (their nodes and an open smoke alarm each) already in the state
+    world_nodes: int = 1  # nodes per home of the world
+    metrics_port: int | None = None
+    metrics_every_s: float | None = None  # AggregatorSettings.metrics_every_s
 
 
 @dataclass
@@ -194,7 +210,7 @@ def _publisher(job: PublisherJob, conn: Connection) -> None:
 
 async def _publish(job: PublisherJob, conn: Connection) -> None:
     topics = Topics(job.root)
-    events = build_events(job.tag, job.nodes, job.count)
+    events = build_events(job.tag, job.nodes, job.count, job.first_seq)
     topic_of = {node: topics.events(SITE, node) for node in job.nodes}
     clients = {
         node: make_client(BrokerUrl.parse(_url(job.broker_port, node)), f"bench-{job.tag}-{node}")
@@ -300,11 +316,21 @@ async def _aggregator(job: ConsumerJob, conn: Connection) -> ConsumerResult:
         topic_root=job.root,
         state_dir=Path(job.state_dir),
         client_id=f"bench-aggregator-{uuid.uuid4().hex[:8]}",
+        metrics_port=job.metrics_port,
+        metrics_every_s=job.metrics_every_s,
     )
     tally = _Tally(job.expected, job.keep_times)
+    metrics = None
+    if job.world:  # the world's series stay in the registry, as in a service that saw them
+        from bench.core_scaling import build_world  # noqa: PLC0415
+        from services.aggregator.metrics import AggregatorMetrics  # noqa: PLC0415
+
+        metrics = AggregatorMetrics()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        build_world(job.world, job.world_nodes, settings.database, metrics).store.close()
 
     async def start() -> tuple[AggregatorService, asyncio.Task[None]]:
-        service = AggregatorService(settings, on_processed=tally.add)
+        service = AggregatorService(settings, metrics=metrics, on_processed=tally.add)
         task = asyncio.create_task(service.run())
         while service.metrics.registry.get_sample_value("soundalert_mqtt_connected") != 1:
             if task.done():
@@ -320,6 +346,10 @@ async def _aggregator(job: ConsumerJob, conn: Connection) -> ConsumerResult:
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "go"
         service, task = await start()
     else:
+        if job.world:  # supervision finds the world's nodes silent: let that burst pass first
+            await asyncio.sleep(3 * settings.tick_s)
+            while service.metrics.registry.get_sample_value("soundalert_publications_pending"):  # noqa: ASYNC110 - a gauge, no event to wait on
+                await asyncio.sleep(0.2)
         conn.send("ready")
     await tally.wait()
     service.stop()
@@ -422,37 +452,62 @@ def run_phase(
         if parent.recv() != "ready":
             raise RuntimeError(f"{consumer} did not start")
         with _profiler(profile, proc.pid, f"{consumer}-{'paced' if rate else 'drain'}"):
-            for group in groups:
-                share = events * len(group) // len(NODES)
-                pjob = PublisherJob(
-                    broker.port,
-                    root,
-                    tag,
-                    group,
-                    share,
-                    None if rate is None else rate * len(group) / len(NODES),
-                )
-                p_parent, p_child = ctx.Pipe()
-                pproc = ctx.Process(target=_publisher, args=(pjob, p_child), name="publisher")
-                pproc.start()
-                pubs.append((pproc, p_parent))
-            for _, pconn in pubs:
-                if pconn.recv() != "ready":
-                    raise RuntimeError("a publisher did not start")
-            for _, pconn in pubs:
-                pconn.send("go")
-            sent: list[PublisherResult] = [pconn.recv() for _, pconn in pubs]
+            sent = _run_publishers(broker, root, tag, groups, events, rate=rate, pubs=pubs)
             if backlog:
                 parent.send("go")
             result: ConsumerResult = parent.recv()
     finally:
-        for p, _ in pubs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-        proc.join(timeout=20)
-        if proc.is_alive():
-            proc.kill()
+        _join(pubs, proc)
+    total, publish_rate, latencies = _latencies(sent, result.processed_at)
+    if result.count < total:
+        print(f"  warning: {consumer} processed {result.count} of {total} events", flush=True)
+    return Phase(consumer, publish_rate, result, latencies)
+
+
+def _join(pubs: list[tuple[Any, Connection]], consumer: Any) -> None:
+    for p, _ in pubs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    consumer.join(timeout=20)
+    if consumer.is_alive():
+        consumer.kill()
+
+
+def _run_publishers(
+    broker: Mosquitto,
+    root: str,
+    tag: str,
+    groups: list[tuple[str, ...]],
+    events: int,
+    *,
+    rate: float | None,
+    pubs: list[tuple[Any, Connection]],
+    first_seq: int = 0,
+) -> list[PublisherResult]:
+    """Start one publisher process per group (appended to ``pubs``), and wait for their sends."""
+    ctx = mp.get_context("spawn")
+    started = len(pubs)
+    for group in groups:
+        share = events * len(group) // len(NODES)
+        per_s = None if rate is None else rate * len(group) / len(NODES)
+        pjob = PublisherJob(broker.port, root, tag, group, share, per_s, first_seq)
+        p_parent, p_child = ctx.Pipe()
+        pproc = ctx.Process(target=_publisher, args=(pjob, p_child), name="publisher")
+        pproc.start()
+        pubs.append((pproc, p_parent))
+    for _, pconn in pubs[started:]:
+        if pconn.recv() != "ready":
+            raise RuntimeError("a publisher did not start")
+    for _, pconn in pubs[started:]:
+        pconn.send("go")
+    return [pconn.recv() for _, pconn in pubs[started:]]
+
+
+def _latencies(
+    sent: list[PublisherResult], processed_at: dict[str, float]
+) -> tuple[int, float, list[float]]:
+    """Events sent, their publish rate, and publish -> processed latencies (ms)."""
     first = min(s.first_send for s in sent)
     last = max(s.last_send for s in sent)
     total = sum(s.count for s in sent)
@@ -460,12 +515,10 @@ def run_phase(
     sent_at = {k: v for s in sent for k, v in s.sent_at.items()}
     latencies = [
         1000.0 * (done - sent_at[event_id])
-        for event_id, done in result.processed_at.items()
+        for event_id, done in processed_at.items()
         if event_id in sent_at
     ]
-    if result.count < total:
-        print(f"  warning: {consumer} processed {result.count} of {total} events", flush=True)
-    return Phase(consumer, publish_rate, result, latencies)
+    return total, publish_rate, latencies
 
 
 @contextlib.contextmanager
@@ -497,6 +550,118 @@ def _profiler(prefix: str | None, pid: int | None, name: str) -> Iterator[None]:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
         print(f"  py-spy profile of {name}: {out}", flush=True)
+
+
+# -- /metrics scraped while events flow -------------------------------------------------------
+class _Scraper:
+    """GETs /metrics every ``every_s`` from a thread of this (the bench's) process, as
+    Prometheus would from its own; keeps each response's size and duration."""
+
+    def __init__(self, port: int, every_s: float = 1.0) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.every_s = every_s
+        self.scrapes: list[tuple[int, float]] = []  # (bytes, seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310 - ours
+                size = len(response.read())
+            took = time.perf_counter() - started
+            self.scrapes.append((size, took))
+            self._stop.wait(max(0.0, self.every_s - took))
+
+    def __enter__(self) -> _Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_scrape(
+    broker: Mosquitto, workdir: Path, *, world: int, world_nodes: int, rounds: int, events: int,
+    rate: float, publishers: int, metrics_every_s: float | None,
+) -> tuple[float, float]:  # fmt: skip
+    """One aggregator with ``world`` other homes in its state; paced phases alternate between
+    A (nobody reads /metrics) and B (a GET of /metrics every second), after a warm-up A."""
+    ctx = mp.get_context("spawn")
+    tag = uuid.uuid4().hex[:6]
+    root = f"bench/{tag}/v1"
+    groups = _split(NODES, publishers)
+    plan = ["warm-up"] + [
+        p for r in range(rounds) for p in (("A", "B") if r % 2 == 0 else ("B", "A"))
+    ]
+    per_phase = sum(events * len(group) // len(NODES) for group in groups)
+    port = _free_port()
+    per_node = -(-events // len(NODES))
+    job = ConsumerJob("aggregator", broker.port, root, per_phase * len(plan),
+                      str(workdir / f"state-{tag}"), keep_times=True, backlog=False, world=world,
+                      world_nodes=world_nodes, metrics_port=port,
+                      metrics_every_s=metrics_every_s)  # fmt: skip
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_consumer, args=(job, child), name="bench-aggregator")
+    started = time.perf_counter()
+    proc.start()
+    sent: list[list[PublisherResult]] = []
+    scrapes: list[tuple[int, float]] = []
+    pubs: list[tuple[Any, Connection]] = []
+    try:
+        if parent.recv() != "ready":
+            raise RuntimeError("the aggregator did not start")
+        print(f"  aggregator with {world} other homes ready after "
+              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        for i, phase in enumerate(plan):
+            scraping = _Scraper(port) if phase == "B" else contextlib.nullcontext()
+            with scraping as scraper:
+                sent.append(_run_publishers(broker, root, f"{tag}{i}", groups, events, rate=rate,
+                                            pubs=pubs, first_seq=i * per_node))  # fmt: skip
+            if isinstance(scraper, _Scraper):
+                scrapes += scraper.scrapes
+        result: ConsumerResult = parent.recv()
+    finally:
+        _join(pubs, proc)
+    how = (
+        "rendered on each request (prometheus_client's server)"
+        if metrics_every_s is None
+        else f"rendered every {metrics_every_s:g} s in a forked child"
+    )
+    print(f"\n/metrics {how}: latency at {rate:g} events/s, publish -> processed (ms), {world} "
+          f"other homes ({world * world_nodes} nodes) in the aggregator's state; B: GET /metrics "
+          "every second")  # fmt: skip
+    print(f"  {'phase':<9}{'events':>8}{'p50':>9}{'p99':>9}{'max':>9}")
+    pooled: dict[str, list[float]] = {"A": [], "B": []}
+    for phase, group_sent in zip(plan, sent, strict=True):
+        _, _, lat = _latencies(group_sent, result.processed_at)
+        pooled.setdefault(phase, []).extend(lat)
+        print(f"  {phase:<9}{len(lat):>8}{quantile(lat, 0.5):>9.3f}{quantile(lat, 0.99):>9.3f}"
+              f"{max(lat, default=float('nan')):>9.3f}")  # fmt: skip
+    a, b = pooled["A"], pooled["B"]
+    sizes = [size for size, _ in scrapes]
+    took = [1000 * t for _, t in scrapes]
+    print(f"\nsummary (A and B pooled over {rounds} rounds each)")
+    print(f"  A (no scrape): p50 {quantile(a, 0.5):.3f} ms, p99 {quantile(a, 0.99):.3f} ms, "
+          f"max {max(a, default=float('nan')):.3f} ms")  # fmt: skip
+    print(f"  B (scraped):   p50 {quantile(b, 0.5):.3f} ms, p99 {quantile(b, 0.99):.3f} ms, "
+          f"max {max(b, default=float('nan')):.3f} ms")  # fmt: skip
+    print(f"  p99 ratio B/A {quantile(b, 0.99) / quantile(a, 0.99):.2f}; "
+          f"p50 ratio B/A {quantile(b, 0.5) / quantile(a, 0.5):.2f}")  # fmt: skip
+    if scrapes:
+        size = statistics.median(sizes)
+        print(f"  /metrics: {len(scrapes)} scrapes, {size:,.0f} bytes (median; "
+              f"{size / 2**20:.2f} MiB), GET {quantile(took, 0.5):.1f} ms median, "
+              f"{max(took):.1f} ms max")  # fmt: skip
+    return quantile(a, 0.99), quantile(b, 0.99)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -646,6 +811,16 @@ def main(argv: list[str] | None = None) -> int:
         help="set_tcp_nodelay true in mosquitto.conf (default false)",
     )
     parser.add_argument("--py-spy", metavar="PREFIX", help="profile the consumers with py-spy")
+    parser.add_argument(
+        "--scrape-world",
+        type=int,
+        metavar="HOMES",
+        help="instead: one aggregator with HOMES other homes (a node each) in its state, paced "
+        "phases alternating without and with a GET of its /metrics every second (--rounds each)",
+    )
+    parser.add_argument(
+        "--world-nodes", type=int, default=1, choices=range(1, 6), help="nodes per world home"
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -659,6 +834,25 @@ def main(argv: list[str] | None = None) -> int:
         f"processes, {len(NODES)} nodes, QoS 1",
         flush=True,
     )
+    if args.scrape_world is not None:
+        with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
+            broker = start_broker(Path(tmp), nodelay=args.broker_nodelay)
+            try:
+                p99 = {every: run_scrape(broker, Path(tmp), world=args.scrape_world,
+                                         world_nodes=args.world_nodes, rounds=args.rounds,
+                                         events=paced, rate=args.rate, publishers=publishers,
+                                         metrics_every_s=every)
+                       for every in (None, 1.0)}  # fmt: skip
+            finally:
+                broker.stop()
+        print()
+        for every, (a, b) in p99.items():
+            how = "rendered on each request" if every is None else "forked rendering"
+            print(f"p99 ratio B/A, {how}: {b / a:.2f} ({a:.1f} -> {b:.1f} ms)")
+        plain, forked = p99[None][0], p99[1.0][1]
+        print(f"p99 forked and scraped / per-request and not scraped: {forked / plain:.2f} "
+              f"({plain:.1f} -> {forked:.1f} ms)")  # fmt: skip
+        return 0
     drain: list[Phase] = []
     latency: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:

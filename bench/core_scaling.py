@@ -45,10 +45,11 @@ def _event(site: str, node: str, seq: int, label: str, score: float, *, kind: st
 NODES = ("kitchen", "hall", "bedroom", "living", "garage")
 
 
-def _world(homes: int, nodes_per_home: int, workdir: Path) -> Aggregator:
+def build_world(
+    homes: int, nodes_per_home: int, path: Path, metrics: AggregatorMetrics | None = None
+) -> Aggregator:
     """``homes`` homes, each with its nodes (one quiet window each) and an open smoke alarm."""
-    path = workdir / f"world-{homes}x{nodes_per_home}.sqlite3"
-    core = Aggregator(load_policy(), Store(path), AggregatorMetrics())
+    core = Aggregator(load_policy(), Store(path), metrics or AggregatorMetrics())
     for i in range(homes):
         for node in NODES[:nodes_per_home]:
             core.handle_event(_event(f"home{i}", node, 0, "Silence", 0.9), NOW)
@@ -98,7 +99,8 @@ def main() -> None:
           f"{args.rounds} rounds")  # fmt: skip
     rows = []
     for homes in args.worlds:
-        core = _world(homes, args.nodes_per_home, workdir)
+        path = workdir / f"world-{homes}x{args.nodes_per_home}.sqlite3"
+        core = build_world(homes, args.nodes_per_home, path)
         timings = []
         for r in range(args.rounds):
             stream = _stream(r * args.events, args.events)

@@ -29,6 +29,7 @@ algorithm on (Mosquitto's default) holds the next events until that acknowledgem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -54,6 +55,7 @@ from services.aggregator.personal import LearnedSounds
 from services.aggregator.policy import Policy, load_policy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import NodeRow, Publication, StorageError, Store
+from soundalert.exposition import ForkedExposition
 from soundalert.lifecycle import (
     announced,
     cancel_until_done,
@@ -134,15 +136,24 @@ class AggregatorService:
     async def run(self) -> None:
         if self._handle_signals:
             handle_signals(self.stop)
-        with metrics_server(self.settings.metrics_port, self.settings.metrics_host,
-                            self.metrics.registry):  # fmt: skip
+        port, host, every = (self.settings.metrics_port, self.settings.metrics_host,
+                             self.settings.metrics_every_s)  # fmt: skip
+        forked: ForkedExposition | None = None
+        server: contextlib.AbstractContextManager[int | None]
+        if port is not None and every is not None:
+            forked = ForkedExposition(self.metrics.registry, every)
+            server = forked.serve(port, host)
+        else:
+            server = metrics_server(port, host, self.metrics.registry)
+        with server:
             try:
                 async with asyncio.TaskGroup() as group:
-                    mqtt_task = group.create_task(self._mqtt())
-                    outbound = group.create_task(self._mqtt_out())
-                    ticker = group.create_task(self._ticker())
+                    tasks = [group.create_task(self._mqtt()), group.create_task(self._mqtt_out()),
+                             group.create_task(self._ticker())]  # fmt: skip
+                    if forked is not None:
+                        tasks.append(group.create_task(forked.run()))
                     await self._stop.wait()
-                    await cancel_until_done([mqtt_task, outbound, ticker])
+                    await cancel_until_done(tasks)
             finally:
                 try:
                     self.store.commit()

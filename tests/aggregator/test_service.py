@@ -113,6 +113,24 @@ async def test_bad_inputs_are_rejected_by_reason_and_the_next_event_still_alerts
         assert line in text, f"missing {line!r} in /metrics"
 
 
+async def test_metrics_rendered_in_a_forked_child_show_what_the_service_counted(
+    mosquitto: Mosquitto, agg_settings: AggregatorSettings
+) -> None:
+    settings = agg_settings.model_copy(update={"metrics_every_s": 0.1})
+    topics = Topics(settings.topic_root)
+    reason, node, payload = BAD_INPUTS[0]
+    line = f'soundalert_messages_rejected_total{{reason="{reason}"}} 1.0'
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    text = ""
+    async with running(AggregatorService(settings)):
+        await _publish(mosquitto.url("service"), [(topics.events("home", node), payload)])
+        async with asyncio.timeout(10):
+            while line not in text:
+                await asyncio.sleep(0.05)
+                text = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
+    assert line in text
+
+
 async def test_feedback_from_mqtt_acknowledges_and_is_counted(
     mosquitto: Mosquitto, agg_settings: AggregatorSettings
 ) -> None:
